@@ -1,0 +1,197 @@
+"""The handlers behind each `imgsearch` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from cli.main import print_json, settings
+from imgsearch.discover import DiscoveryError, canonical_path, discover
+
+
+def _collection(arguments: argparse.Namespace) -> str:
+    return arguments.collection or settings().default_table
+
+
+def _stores() -> tuple[object, object]:
+    from tasks import stores
+
+    return stores.catalog(), stores.vector_store()
+
+
+def weights(arguments: argparse.Namespace) -> int:
+    from imgsearch.weights import provision
+
+    current = settings()
+    path = provision(current.cache_dir, try_keras=not arguments.no_keras)
+    print(f"ResNet50 ImageNet weights ready: {path}")
+    return 0
+
+
+def _preflight(path: str) -> None:
+    """Fail fast, before Prefect starts, on what would fail every chunk anyway."""
+    found = discover(path)
+    if not found.images:
+        raise DiscoveryError(f"no images ({', '.join(('jpg', 'png', 'bmp', 'webp', 'gif'))}) under {path}")
+    from imgsearch.weights import find_weights
+
+    current = settings()
+    find_weights(current.cache_dir, current.weights)
+    catalog, vectors = _stores()
+    catalog.ping()  # type: ignore[attr-defined]
+    vectors.ping()  # type: ignore[attr-defined]
+
+
+def run_index(path: str, collection: str, chunk_size: int | None, show_progress: bool) -> dict:
+    _preflight(path)
+    from flows.index import index_images
+    from tasks.progress import ProgressEvent, add_listener, remove_listener
+
+    if not show_progress:
+        return index_images(path=path, collection=collection, chunk_size=chunk_size)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
+        TimeRemainingColumn(), transient=False,
+    ) as bar:
+        task_id = bar.add_task("index", total=None, failed=0)
+
+        def listener(event: ProgressEvent) -> None:
+            bar.update(task_id, total=event.total, completed=event.processed, failed=event.failed)
+
+        add_listener(listener)
+        try:
+            return index_images(path=path, collection=collection, chunk_size=chunk_size)
+        finally:
+            remove_listener(listener)
+
+
+def index(arguments: argparse.Namespace) -> int:
+    summary = run_index(
+        arguments.path, _collection(arguments), arguments.chunk_size,
+        show_progress=not arguments.json and sys.stderr.isatty(),
+    )
+    if arguments.json:
+        print_json(summary)
+        return 0
+    print(
+        f"{summary['indexed']} indexed ({summary['embedded']} embedded, {summary['reused']} reused), "
+        f"{summary['skipped']} unchanged, {summary['failed']} failed of {summary['found']} images "
+        f"in {summary['seconds']} s ({summary['images_per_second']} images/s) "
+        f"into {summary['collection']}"
+    )
+    for failure in summary["failures"][:20]:
+        print(f"  failed {failure['path']}: {failure['reason']}")
+    if len(summary["failures"]) > 20:
+        print(f"  … and {len(summary['failures']) - 20} more")
+    return 0
+
+
+def search(arguments: argparse.Namespace) -> int:
+    from imgsearch.searching import encode_query, nearest
+    from tasks import stores
+
+    image = Path(arguments.image)
+    if not image.is_file():
+        raise FileNotFoundError(f"no such image: {arguments.image}")
+    data = image.read_bytes()
+    catalog, vectors = _stores()
+    vector = encode_query(stores.encoder(), data)
+    results = nearest(
+        vector, _collection(arguments), arguments.top_k or settings().top_k,
+        vectors, catalog, label=arguments.label,  # type: ignore[arg-type]
+    )
+    if arguments.json:
+        print_json([r.__dict__ for r in results])
+        return 0
+    if not results:
+        print(f"no indexed images in {_collection(arguments)}")
+    for rank, result in enumerate(results, start=1):
+        print(f"{rank:3d}  {result.score:.4f}  {result.path}  [{', '.join(result.labels)}]")
+    return 0
+
+
+def count(arguments: argparse.Namespace) -> int:
+    catalog, vectors = _stores()
+    name = _collection(arguments)
+    figures = {
+        "collection": name,
+        "indexed": catalog.count(name),  # type: ignore[attr-defined]
+        "failed": catalog.count(name, "failed"),  # type: ignore[attr-defined]
+        "vectors": vectors.count(name),  # type: ignore[attr-defined]
+    }
+    if arguments.json:
+        print_json(figures)
+    else:
+        print(f"{figures['indexed']} images indexed in {name} "
+              f"({figures['vectors']} vectors, {figures['failed']} failed)")
+    return 0
+
+
+def delete(arguments: argparse.Namespace) -> int:
+    from imgsearch.indexing import delete_images
+
+    catalog, vectors = _stores()
+    name = _collection(arguments)
+    records = catalog.under_path(name, canonical_path(arguments.path))  # type: ignore[attr-defined]
+    if not records:
+        raise DiscoveryError(f"nothing indexed at {arguments.path} in {name}")
+    removed = delete_images(name, [record.id for record in records], catalog, vectors)  # type: ignore[arg-type]
+    print(f"deleted {removed} image{'s' if removed != 1 else ''} from {name}")
+    return 0
+
+
+def drop(arguments: argparse.Namespace) -> int:
+    name = _collection(arguments)
+    if not arguments.yes:
+        raise DiscoveryError(f"this deletes collection {name} entirely; add --yes to confirm")
+    catalog, vectors = _stores()
+    vectors.drop(name)  # type: ignore[attr-defined]
+    catalog.drop(name)  # type: ignore[attr-defined]
+    print(f"dropped {name}")
+    return 0
+
+
+def _class_names() -> list[str] | None:
+    from imgsearch.weights import WeightsError, imagenet_labels
+
+    try:
+        return imagenet_labels(settings().cache_dir)
+    except WeightsError:
+        return None
+
+
+def sample(arguments: argparse.Namespace) -> int:
+    from imgsearch.samples import make_voc_sample
+
+    year = make_voc_sample(arguments.dest, arguments.count, settings().cache_dir,
+                           _class_names(), seed=arguments.seed)
+    print(f"wrote {arguments.count} photos in PASCAL VOC layout under {year}")
+    return 0
+
+
+def demo(arguments: argparse.Namespace) -> int:
+    """The main job on the embedded defaults: index a folder, then search it."""
+    from imgsearch.samples import make_voc_sample, recompressed_copy
+
+    current = settings()
+    path = arguments.path
+    if path is None:
+        target = current.data_dir / "sample"
+        if not (target / "VOCdevkit").is_dir():
+            make_voc_sample(target, 200, current.cache_dir, _class_names())
+        path = str(target)
+    summary = run_index(path, _collection(arguments), None, show_progress=sys.stderr.isatty())
+    print(f"indexed {summary['indexed']}, unchanged {summary['skipped']}, failed {summary['failed']} "
+          f"of {summary['found']} images in {summary['seconds']} s "
+          f"({summary['images_per_second']} images/s)")
+    first = discover(path).images[0].path
+    with tempfile.TemporaryDirectory() as tmp:
+        query = recompressed_copy(Path(first), Path(tmp) / "query.jpg")
+        print(f"\nsearching with a resized, recompressed copy of {first}:")
+        return search(argparse.Namespace(
+            image=str(query), top_k=5, label=None, collection=arguments.collection, json=False
+        ))

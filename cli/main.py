@@ -1,0 +1,140 @@
+"""`imgsearch`: the command line, the one entry point over flows, tasks and the app.
+
+Every expected failure (bad path, bad image, unreachable Milvus or database,
+missing weights, wrong setting) ends as one line on stderr and exit status 1;
+argument mistakes exit 2 as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from imgsearch.catalog import CatalogError  # noqa: E402
+from imgsearch.decode import DecodeError  # noqa: E402
+from imgsearch.discover import DiscoveryError  # noqa: E402
+from imgsearch.samples import SampleError  # noqa: E402
+from imgsearch.settings import Settings, SettingsError, check_collection_name, get_settings  # noqa: E402
+from imgsearch.vectors import VectorStoreError  # noqa: E402
+from imgsearch.weights import WeightsError  # noqa: E402
+
+EXPECTED = (CatalogError, DecodeError, DiscoveryError, SampleError, SettingsError,
+            VectorStoreError, WeightsError, FileNotFoundError, PermissionError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = arguments.handler
+    try:
+        if getattr(arguments, "collection", None) is not None:
+            check_collection_name(arguments.collection)
+        return handler(arguments)
+    except KeyboardInterrupt:
+        print("imgsearch: interrupted", file=sys.stderr)
+        return 130
+    except ValueError as error:
+        if isinstance(error, EXPECTED) or "collection name" in str(error):
+            return _fail(error)
+        raise
+    except EXPECTED as error:
+        return _fail(error)
+    except Exception as error:  # noqa: BLE001 - flow failures arrive wrapped
+        from flows.index import IndexRunError
+
+        if isinstance(error, IndexRunError):
+            return _fail(error)
+        raise
+
+
+def _fail(error: BaseException) -> int:
+    message = " ".join(str(error).split()) or type(error).__name__
+    print(f"imgsearch: error: {message}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgsearch", description="Reverse image search.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    from cli import commands as run
+
+    weights = command("weights", run.weights, "Provision ImageNet ResNet50 weights into the cache.")
+    weights.add_argument("--no-keras", action="store_true", help="skip Keras' own download")
+
+    index = command("index", run.index, "Index every image under PATH (a folder, VOC tree or file).")
+    index.add_argument("path")
+    _collection(index)
+    index.add_argument("--chunk-size", type=_positive, default=None)
+    index.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    search = command("search", run.search, "Print the indexed images nearest to IMAGE.")
+    search.add_argument("image")
+    search.add_argument("--top-k", type=_top_k, default=None)
+    search.add_argument("--label", default=None, help="only images with this label")
+    _collection(search)
+    search.add_argument("--json", action="store_true")
+
+    count = command("count", run.count, "Count the indexed images of a collection.")
+    _collection(count)
+    count.add_argument("--json", action="store_true")
+
+    delete = command("delete", run.delete, "Remove an image, or every image under a folder.")
+    delete.add_argument("path")
+    _collection(delete)
+
+    drop = command("drop", run.drop, "Delete a whole collection from Milvus and the catalog.")
+    _collection(drop)
+    drop.add_argument("--yes", action="store_true", help="confirm")
+
+    sample = command("sample", run.sample, "Write a VOC-layout sample set made from real photos.")
+    sample.add_argument("dest", type=Path)
+    sample.add_argument("--count", type=_positive, default=200)
+    sample.add_argument("--seed", type=int, default=0)
+
+    demo = command("demo", run.demo, "Index PATH (or a 200-photo sample) and search it.")
+    demo.add_argument("path", nargs="?")
+    _collection(demo)
+    return parser
+
+
+def _collection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--collection", default=None, help="default: DEFAULT_TABLE")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _top_k(text: str) -> int:
+    value = _positive(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError("must be at most 100")
+    return value
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

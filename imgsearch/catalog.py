@@ -1,0 +1,321 @@
+"""The SQL side: one `images` row per (collection, path), through SQLAlchemy 2.0's typed ORM.
+
+Status moves `pending` -> `indexed` (or `failed`); deletes go through
+`deleting`. A row is written `pending` before its vector and marked `indexed`
+after, so a crash between the stores leaves a row the next run repairs, never
+a searchable vector without a record. SQLite by default; MySQL/MariaDB through
+pymysql. Every statement is built by SQLAlchemy with bound parameters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON, BigInteger, DateTime, Index, Integer, String, Text, create_engine, delete, event,
+    func, select, update,
+)
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+PENDING, INDEXED, FAILED, DELETING = "pending", "indexed", "failed", "deleting"
+# MySQL compares VARCHAR case-insensitively by default; paths are case-sensitive.
+PathString = String(4096).with_variant(
+    mysql.VARCHAR(4096, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageRecord(Base):
+    __tablename__ = "images"
+
+    collection: Mapped[str] = mapped_column(String(255), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    path: Mapped[str] = mapped_column(PathString)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    mtime: Mapped[int | None] = mapped_column(BigInteger, comment="st_mtime_ns")
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    folder: Mapped[str] = mapped_column(PathString, default="")
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    error: Mapped[str | None] = mapped_column(Text)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # MySQL indexes at most 3072 bytes: the unique key covers the first 500
+        # characters of the path; the primary key (a hash of the full path) covers the rest.
+        Index("uq_images_collection_path", "collection", "path", unique=True,
+              mysql_length={"path": 500}, mariadb_length={"path": 500}),
+        Index("ix_images_collection_sha256", "collection", "sha256"),
+        Index("ix_images_collection_status", "collection", "status"),
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "collection": self.collection, "path": self.path,
+            "sha256": self.sha256, "size": self.size, "mtime": self.mtime,
+            "width": self.width, "height": self.height, "labels": list(self.labels or []),
+            "folder": self.folder, "status": self.status, "error": self.error,
+            "indexed_at": self.indexed_at.isoformat() if self.indexed_at else None,
+        }
+
+
+class CatalogError(RuntimeError):
+    """The database is unreachable or refused an operation."""
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the catalog knows of one path: enough to decide whether to re-index it."""
+    id: int
+    size: int | None
+    mtime: int | None
+    sha256: str | None
+    status: str
+
+
+UPDATABLE = ("path", "sha256", "size", "mtime", "width", "height", "labels", "folder",
+             "status", "error", "indexed_at")
+
+
+class Catalog:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        try:
+            Base.metadata.create_all(self.engine)
+        except SQLAlchemyError as error:
+            raise CatalogError(f"cannot reach the database {_safe(url)}: {_reason(error)}") from None
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def upsert(self, collection: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or update rows by (collection, id); safe against concurrent writers."""
+        if not rows:
+            return
+        values = [{"collection": collection, **row} for row in rows]
+        dialect = self.engine.dialect.name
+        with _errors("write records"), self.engine.begin() as connection:
+            if dialect == "sqlite":
+                statement = sqlite.insert(ImageRecord).values(values)
+                statement = statement.on_conflict_do_update(
+                    index_elements=["collection", "id"],
+                    set_={key: statement.excluded[key] for key in UPDATABLE if key in values[0]},
+                )
+            elif dialect in ("mysql", "mariadb"):
+                statement = mysql.insert(ImageRecord).values(values)
+                statement = statement.on_duplicate_key_update(
+                    {key: statement.inserted[key] for key in UPDATABLE if key in values[0]}
+                )
+            else:
+                from sqlalchemy.dialects import postgresql
+
+                statement = postgresql.insert(ImageRecord).values(values)
+                statement = statement.on_conflict_do_update(
+                    index_elements=["collection", "id"],
+                    set_={key: statement.excluded[key] for key in UPDATABLE if key in values[0]},
+                )
+            connection.execute(statement)
+
+    def set_status(
+        self, collection: str, ids: Iterable[int], status: str, *, error: str | None = None
+    ) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        changes: dict[str, Any] = {"status": status, "error": error}
+        if status == INDEXED:
+            changes["indexed_at"] = datetime.now(UTC)
+        with _errors("update records"), self.engine.begin() as connection:
+            for part in _parts(ids):
+                connection.execute(
+                    update(ImageRecord)
+                    .where(ImageRecord.collection == collection, ImageRecord.id.in_(part))
+                    .values(changes)
+                )
+
+    def known(self, collection: str) -> dict[str, Known]:
+        """Every path of a collection with its size, mtime, sha256 and status."""
+        query = select(ImageRecord.path, ImageRecord.id, ImageRecord.size, ImageRecord.mtime,
+                       ImageRecord.sha256, ImageRecord.status
+                       ).where(ImageRecord.collection == collection)
+        with _errors("read records"), self.engine.connect() as connection:
+            return {row.path: Known(row.id, row.size, row.mtime, row.sha256, row.status)
+                    for row in connection.execute(query)}
+
+    def indexed_by_sha256(self, collection: str, digests: Iterable[str]) -> dict[str, int]:
+        """For each digest an indexed image of this collection has, one such image's id."""
+        found: dict[str, int] = {}
+        digests = sorted(set(digests))
+        with _errors("read records"), self.engine.connect() as connection:
+            for part in _parts(digests):
+                query = select(ImageRecord.sha256, ImageRecord.id).where(
+                    ImageRecord.collection == collection, ImageRecord.status == INDEXED,
+                    ImageRecord.sha256.in_(part),
+                )
+                for row in connection.execute(query):
+                    found.setdefault(row.sha256, row.id)
+        return found
+
+    def get(self, collection: str, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        found: dict[int, ImageRecord] = {}
+        with _errors("read records"), self._session() as session:
+            for part in _parts(list(ids)):
+                query = select(ImageRecord).where(
+                    ImageRecord.collection == collection, ImageRecord.id.in_(part)
+                )
+                found.update({record.id: record for record in session.scalars(query)})
+        return found
+
+    def by_path(self, collection: str, path: str) -> ImageRecord | None:
+        query = select(ImageRecord).where(
+            ImageRecord.collection == collection, ImageRecord.path == path
+        )
+        with _errors("read records"), self._session() as session:
+            return session.scalars(query).first()
+
+    def under_path(self, collection: str, prefix: str) -> list[ImageRecord]:
+        """Records whose path is `prefix` or lies below the folder `prefix`."""
+        folder = prefix.rstrip("/") + "/"
+        query = select(ImageRecord).where(
+            ImageRecord.collection == collection,
+            (ImageRecord.path == prefix)
+            | (func.substr(ImageRecord.path, 1, len(folder)) == folder),
+        )
+        with _errors("read records"), self._session() as session:
+            return list(session.scalars(query))
+
+    def ids_with_status(self, collection: str, statuses: Sequence[str]) -> list[int]:
+        query = select(ImageRecord.id).where(
+            ImageRecord.collection == collection, ImageRecord.status.in_(statuses)
+        )
+        with _errors("read records"), self.engine.connect() as connection:
+            return [row.id for row in connection.execute(query)]
+
+    def delete(self, collection: str, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        with _errors("delete records"), self.engine.begin() as connection:
+            for part in _parts(ids):
+                connection.execute(
+                    delete(ImageRecord).where(
+                        ImageRecord.collection == collection, ImageRecord.id.in_(part)
+                    )
+                )
+
+    def count(self, collection: str, status: str | None = INDEXED) -> int:
+        query = select(func.count()).select_from(ImageRecord).where(
+            ImageRecord.collection == collection
+        )
+        if status is not None:
+            query = query.where(ImageRecord.status == status)
+        with _errors("count records"), self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def failures(self, collection: str, limit: int = 1000) -> list[tuple[str, str]]:
+        query = (
+            select(ImageRecord.path, ImageRecord.error)
+            .where(ImageRecord.collection == collection, ImageRecord.status == FAILED)
+            .order_by(ImageRecord.path).limit(limit)
+        )
+        with _errors("read records"), self.engine.connect() as connection:
+            return [(row.path, row.error or "") for row in connection.execute(query)]
+
+    def collections(self) -> dict[str, int]:
+        """Indexed image count per collection that has any record."""
+        query = (
+            select(ImageRecord.collection, func.count())
+            .where(ImageRecord.status == INDEXED)
+            .group_by(ImageRecord.collection)
+        )
+        with _errors("read records"), self.engine.connect() as connection:
+            return {row[0]: int(row[1]) for row in connection.execute(query)}
+
+    def drop(self, collection: str) -> None:
+        with _errors("delete records"), self.engine.begin() as connection:
+            connection.execute(delete(ImageRecord).where(ImageRecord.collection == collection))
+
+    def ping(self) -> None:
+        with _errors("reach the database"), self.engine.connect() as connection:
+            connection.execute(select(1))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _parts(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=10)
+
+
+class _errors:
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> bool:
+        if isinstance(error, SQLAlchemyError):
+            raise CatalogError(f"the database could not {self.operation}: {_reason(error)}") from error
+        return False
+
+
+def _reason(error: BaseException) -> str:
+    original = getattr(error, "orig", None)
+    text = str(original if original is not None else error).splitlines()[0]
+    return text[:300]
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+_CATALOGS: dict[str, Catalog] = {}
+_CATALOGS_LOCK = threading.Lock()
+
+
+def get_catalog(url: str) -> Catalog:
+    """One engine (and connection pool) per URL per process."""
+    with _CATALOGS_LOCK:
+        if url not in _CATALOGS:
+            _CATALOGS[url] = Catalog(url)
+        return _CATALOGS[url]
+
+
+def forget_catalogs() -> None:
+    with _CATALOGS_LOCK:
+        for catalog in _CATALOGS.values():
+            catalog.close()
+        _CATALOGS.clear()

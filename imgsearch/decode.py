@@ -1,0 +1,102 @@
+"""Decode any image file Pillow reads into a 224x224 RGB uint8 array.
+
+EXIF orientation is applied; grayscale, RGBA, CMYK, palette and 16-bit images
+become RGB; Pillow's decompression-bomb limit is kept (checked from the header,
+before any pixel is decoded). Every failure is a DecodeError with a short reason.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+INPUT_SIZE = 224
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
+
+
+class DecodeError(ValueError):
+    """The bytes are not an image this system can use; the message says why."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    pixels: np.ndarray  # (224, 224, 3) uint8, RGB
+    width: int  # of the original, after EXIF rotation
+    height: int
+
+
+def decode_image(data: bytes, size: int = INPUT_SIZE) -> DecodedImage:
+    """Decode `data` into a `size`x`size` RGB array, or raise DecodeError."""
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            _check_pixels(image)
+            width, height = image.size
+            if image.format == "JPEG":
+                # DCT scaling: decode big JPEGs at 1/2..1/8 size, never below `size`.
+                image.draft("RGB", (size, size))
+            image.load()
+            oriented = ImageOps.exif_transpose(image)
+            if _swaps_axes(image):
+                width, height = height, width
+            rgb = to_rgb(oriented)
+            resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+            return DecodedImage(np.asarray(resized, dtype=np.uint8), width, height)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise DecodeError(f"decompression bomb: {error}") from None
+    except UnidentifiedImageError:
+        raise DecodeError("not an image (unknown or unsupported format)") from None
+    except (OSError, SyntaxError, ValueError, IndexError, TypeError) as error:
+        reason = str(error) or type(error).__name__
+        if "truncated" in reason:
+            raise DecodeError("truncated image") from None
+        raise DecodeError(f"corrupt image: {reason[:200]}") from None
+
+
+def _check_pixels(image: Image.Image) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        raise DecodeError(
+            f"decompression bomb: {width}x{height} = {width * height} pixels exceeds the limit of {limit}"
+        )
+
+
+def _swaps_axes(image: Image.Image) -> bool:
+    orientation = image.getexif().get(0x0112, 1)
+    return orientation in (5, 6, 7, 8)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB; transparency is composited over white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I") or mode == "F":
+        return _scale_to_8bit(image).convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def _scale_to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and float images: scale their range to 0..255 instead of clipping."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        low, high = float(values.min()), float(values.max())
+    else:
+        low, high = 0.0, 65535.0 if values.max() > 255 else 255.0
+    span = high - low or 1.0
+    scaled = np.clip((values - low) * (255.0 / span), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")

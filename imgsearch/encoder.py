@@ -1,0 +1,106 @@
+"""ResNet50 feature extractor: 224x224 RGB uint8 in, L2-normalised 2048-d float32 out.
+
+Keras 3 `ResNet50(include_top=False)` on the TensorFlow backend with Keras'
+`resnet50.preprocess_input`. Preprocessing, the network, pooling and
+normalisation run as one compiled graph. One model is built per process and
+shared by threads; a lock serialises forward passes because TensorFlow already
+spreads one pass over every core, and two at once only thrash the caches.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, TypeVar
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np
+
+from imgsearch.decode import INPUT_SIZE
+
+Pooling = Literal["avg", "max"]
+FEATURE_DIM = 2048
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Encoder:
+    """A ResNet50 built once; `embed` is safe to call from several threads."""
+
+    def __init__(self, weights: Path, pooling: Pooling = "avg", batch_size: int = 32) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.pooling = pooling
+        self.batch_size = batch_size
+        self.model = keras.applications.ResNet50(
+            include_top=False,
+            weights=str(weights),
+            input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+            pooling=pooling,
+        )
+        preprocess = keras.applications.resnet50.preprocess_input
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.uint8)],
+            reduce_retracing=True,
+        )
+        def forward(pixels: tf.Tensor) -> tf.Tensor:
+            features = self.model(preprocess(tf.cast(pixels, tf.float32)), training=False)
+            return tf.math.l2_normalize(features, axis=1)
+
+        self._forward = forward
+        self._lock = threading.Lock()
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors."""
+        if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
+            raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) pixels, got {pixels.shape}")
+        outputs = []
+        for start in range(0, len(pixels), self.batch_size):
+            batch = np.ascontiguousarray(pixels[start : start + self.batch_size], dtype=np.uint8)
+            with self._lock:
+                outputs.append(self._forward(batch).numpy())
+        if not outputs:
+            return np.zeros((0, FEATURE_DIM), dtype=np.float32)
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def prefetch_map(
+    function: Callable[[T], R], items: Iterable[T], threads: int, ahead: int
+) -> Iterator[R]:
+    """`map(function, items)` in a thread pool, in order, at most `ahead` items in flight.
+
+    This is what hides decoding behind inference: while the model runs a batch,
+    the pool is already decoding the next ones, and memory stays bounded.
+    """
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
+        pending = []
+        iterator = iter(items)
+        for item in iterator:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= ahead:
+                break
+        for item in iterator:
+            yield pending.pop(0).result()
+            pending.append(pool.submit(function, item))
+        for future in pending:
+            yield future.result()
+
+
+_ENCODERS: dict[tuple[str, str, int], Encoder] = {}
+_ENCODERS_LOCK = threading.Lock()
+
+
+def get_encoder(weights: Path, pooling: Pooling = "avg", batch_size: int = 32) -> Encoder:
+    """The process' encoder for these weights and pooling, built on first use."""
+    key = (str(weights), pooling, batch_size)
+    with _ENCODERS_LOCK:
+        if key not in _ENCODERS:
+            _ENCODERS[key] = Encoder(weights, pooling, batch_size)
+        return _ENCODERS[key]

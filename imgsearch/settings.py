@@ -1,0 +1,126 @@
+"""One settings object, read from the environment and `.env`.
+
+The seed's variables (`MILVUS_HOST`, `MYSQL_HOST`, ...) keep working: when they
+are set and the modern `MILVUS_URI` / `DATABASE_URL` are not, they build them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote_plus
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names it in one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    milvus_uri: str = Field("", description="Milvus Lite path or http(s):// server URI")
+    milvus_token: str = ""
+    database_url: str = Field("", description="SQLAlchemy URL of the catalog")
+    default_table: str = "milvus_img_search"
+    vector_dimension: int = 2048
+    top_k: int = Field(10, ge=1, le=100)
+    pooling: Literal["avg", "max"] = "avg"
+    batch_size: int = Field(32, ge=1, le=512)
+    chunk_size: int = Field(256, ge=1, le=100_000)
+    decode_threads: int = Field(2, ge=1, le=64)
+    data_dir: Path = Path("data")
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "imgsearch"
+    )
+    weights: Path | None = Field(None, validation_alias="IMGSEARCH_WEIGHTS")
+
+    # The seed's settings (Milvus bootcamp `config.py`).
+    milvus_host: str | None = None
+    milvus_port: int | None = Field(None, ge=1, le=65535)
+    mysql_host: str | None = None
+    mysql_port: int = Field(3306, ge=1, le=65535)
+    mysql_user: str = "root"
+    mysql_pwd: str = ""
+    mysql_db: str = "default"
+
+    @field_validator("default_table")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        return check_collection_name(value)
+
+    @field_validator("vector_dimension")
+    @classmethod
+    def _dimension(cls, value: int) -> int:
+        if value != 2048:
+            raise ValueError("ResNet50 features are 2048-d; only 2048 is supported")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_urls(self) -> "Settings":
+        if not self.milvus_uri:
+            if self.milvus_host:
+                self.milvus_uri = f"http://{self.milvus_host}:{self.milvus_port or 19530}"
+            else:
+                self.milvus_uri = str(self.data_dir / "milvus.db")
+        if not self.database_url:
+            if self.mysql_host:
+                self.database_url = (
+                    f"mysql+pymysql://{quote_plus(self.mysql_user)}:{quote_plus(self.mysql_pwd)}"
+                    f"@{self.mysql_host}:{self.mysql_port}/{quote_plus(self.mysql_db)}"
+                    "?charset=utf8mb4"
+                )
+            else:
+                self.database_url = f"sqlite:///{self.data_dir / 'catalog.db'}"
+        if not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:")):
+            if not self.milvus_uri.endswith(".db"):
+                raise ValueError("MILVUS_URI: a Milvus Lite path must end in .db, or use http://")
+        if not self.database_url.startswith(("sqlite", "mysql", "mariadb", "postgresql")):
+            raise ValueError("DATABASE_URL: expected sqlite:///..., mysql+pymysql://... or postgresql://...")
+        return self
+
+    @property
+    def milvus_is_lite(self) -> bool:
+        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+
+def check_collection_name(name: str) -> str:
+    """Milvus' own rule for collection names; also keeps names safe in SQL and URLs."""
+    if not COLLECTION_NAME.match(name):
+        raise ValueError(
+            f"invalid collection name {name[:80]!r}: use letters, digits and _, "
+            "starting with a letter or _, at most 255 characters"
+        )
+    return name
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]).upper() or "settings"
+    message = first["msg"].removeprefix("Value error, ")
+    if message.startswith(tuple(f"{n}:" for n in ("MILVUS_URI", "DATABASE_URL"))):
+        return f"invalid setting {message}"
+    return f"invalid setting {field}: {message} (got {first.get('input')!r})"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning a validation error into one line naming the setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_one_line(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,240 @@
+"""The Milvus side: one collection per image collection, vectors keyed by image id.
+
+Index and metric per backend: vectors are L2-normalised, so inner product (IP)
+is cosine similarity. Milvus Lite keeps an exact FLAT index (brute force is
+milliseconds at VOC scale and Lite's strongest choice); a Milvus server gets
+HNSW (M=16, efConstruction=200, searched with ef=max(64, 2*top_k)), which
+stays in the low milliseconds at millions of vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+VECTOR_FIELD = "vector"
+MAX_LABELS = 64
+LABEL_LENGTH = 128
+FOLDER_LENGTH = 4096
+# Ids fit in 53 bits so that they survive JSON in a browser (IEEE doubles).
+ID_BITS = 53
+
+
+class VectorStoreError(RuntimeError):
+    """Milvus is unreachable or refused an operation."""
+
+
+def image_id(canonical_path: str) -> int:
+    """A deterministic positive id from an image's canonical path."""
+    digest = hashlib.blake2b(canonical_path.encode("utf-8", "surrogateescape"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big") >> (64 - ID_BITS)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float
+
+
+class VectorStore:
+    """A thin typed face over `pymilvus.MilvusClient`."""
+
+    def __init__(self, uri: str, token: str = "", dimension: int = 2048) -> None:
+        from pymilvus import MilvusClient
+
+        self.uri = uri
+        self.dimension = dimension
+        self.is_lite = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+        if self.is_lite:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client = MilvusClient(uri=uri, token=token, timeout=30)
+        except Exception as error:  # noqa: BLE001 - pymilvus raises many kinds
+            raise VectorStoreError(f"cannot reach Milvus at {uri}: {_reason(error)}") from None
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- collections -------------------------------------------------------
+    def ensure_collection(self, name: str) -> None:
+        if name in self._ready:
+            return
+        with self._lock:
+            if name in self._ready:
+                return
+            with _errors(f"create collection {name}"):
+                if not self.client.has_collection(name):
+                    self._create(name)
+                self.client.load_collection(name)
+            self._ready.add(name)
+
+    def _create(self, name: str) -> None:
+        from pymilvus import DataType
+
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=self.dimension)
+        schema.add_field(
+            "labels", DataType.ARRAY, element_type=DataType.VARCHAR,
+            max_capacity=MAX_LABELS, max_length=LABEL_LENGTH,
+        )
+        schema.add_field("folder", DataType.VARCHAR, max_length=FOLDER_LENGTH)
+        index = self.client.prepare_index_params()
+        if self.is_lite:
+            index.add_index(VECTOR_FIELD, index_type="FLAT", metric_type="IP")
+        else:
+            index.add_index(
+                VECTOR_FIELD, index_type="HNSW", metric_type="IP",
+                params={"M": 16, "efConstruction": 200},
+            )
+        self.client.create_collection(name, schema=schema, consistency_level="Strong")
+        # Milvus Lite lacks the AllocTimestamp call that pymilvus' index wait uses;
+        # its FLAT index is ready at once, so Lite does not wait.
+        self.client.create_index(name, index, sync=not self.is_lite)
+
+    def has_collection(self, name: str) -> bool:
+        with _errors("list collections"):
+            return bool(self.client.has_collection(name))
+
+    def list_collections(self) -> list[str]:
+        with _errors("list collections"):
+            return sorted(self.client.list_collections())
+
+    def drop(self, name: str) -> None:
+        with _errors(f"drop collection {name}"):
+            self.client.drop_collection(name)
+        self._ready.discard(name)
+
+    # -- rows --------------------------------------------------------------
+    def upsert(
+        self, name: str, ids: Sequence[int], vectors: np.ndarray,
+        labels: Sequence[Sequence[str]], folders: Sequence[str],
+    ) -> None:
+        if not ids:
+            return
+        self.ensure_collection(name)
+        rows = [
+            {
+                "id": int(image),
+                VECTOR_FIELD: vector.tolist(),
+                "labels": [label[:LABEL_LENGTH] for label in label_list][:MAX_LABELS],
+                "folder": folder[:FOLDER_LENGTH],
+            }
+            for image, vector, label_list, folder in zip(ids, vectors, labels, folders, strict=True)
+        ]
+        with _errors(f"upsert into {name}"):
+            self.client.upsert(name, rows)
+
+    def delete(self, name: str, ids: Sequence[int]) -> None:
+        if not ids or not self.has_collection(name):
+            return
+        with _errors(f"delete from {name}"):
+            self.client.delete(name, ids=[int(image) for image in ids])
+
+    def vectors(self, name: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Stored vectors by id; ids not stored are absent."""
+        if not ids or not self.has_collection(name):
+            return {}
+        self.ensure_collection(name)
+        with _errors(f"get from {name}"):
+            rows = self.client.get(name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD])
+        return {int(row["id"]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
+
+    def count(self, name: str) -> int:
+        if not self.has_collection(name):
+            return 0
+        self.ensure_collection(name)
+        with _errors(f"count {name}"):
+            result = self.client.query(name, filter="", output_fields=["count(*)"])
+        return int(result[0]["count(*)"])
+
+    def iter_ids(self, name: str, batch: int = 1000) -> Iterator[int]:
+        """Every stored id (for reconciling with the catalog)."""
+        if not self.has_collection(name):
+            return
+        self.ensure_collection(name)
+        with _errors(f"list ids of {name}"):
+            iterator = self.client.query_iterator(
+                name, batch_size=batch, filter="id >= 0", output_fields=["id"]
+            )
+            try:
+                while rows := iterator.next():
+                    yield from (int(row["id"]) for row in rows)
+            finally:
+                iterator.close()
+
+    def search(
+        self, name: str, vectors: np.ndarray, top_k: int, label: str | None = None
+    ) -> list[list[Hit]]:
+        """Nearest stored vectors by inner product, best first, one list per query."""
+        if not self.has_collection(name):
+            return [[] for _ in vectors]
+        self.ensure_collection(name)
+        params: dict[str, object] = {"metric_type": "IP"}
+        if not self.is_lite:
+            params["params"] = {"ef": max(64, 2 * top_k)}
+        expression, values = "", None
+        if label:
+            expression, values = "array_contains(labels, {label})", {"label": label}
+        with _errors(f"search {name}"):
+            results = self.client.search(
+                name, data=[v.tolist() for v in vectors], limit=top_k, filter=expression,
+                filter_params=values or {}, search_params=params, anns_field=VECTOR_FIELD,
+            )
+        return [[Hit(int(hit["id"]), float(hit["distance"])) for hit in hits] for hits in results]
+
+    def ping(self) -> None:
+        with _errors("reach Milvus"):
+            self.client.list_collections()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _errors:
+    """Turn any pymilvus failure into a VectorStoreError naming the operation."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> bool:
+        if error is None or isinstance(error, VectorStoreError):
+            return False
+        if isinstance(error, Exception):
+            raise VectorStoreError(f"Milvus could not {self.operation}: {_reason(error)}") from error
+        return False
+
+
+def _reason(error: BaseException) -> str:
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return " ".join(str(message).split())[:300]
+
+
+_STORES: dict[str, VectorStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def get_vector_store(uri: str, token: str = "", dimension: int = 2048) -> VectorStore:
+    """One client per URI per process: Milvus Lite lets one process open a .db at a time."""
+    with _STORES_LOCK:
+        if uri not in _STORES:
+            _STORES[uri] = VectorStore(uri, token, dimension)
+        return _STORES[uri]
+
+
+def forget_vector_stores() -> None:
+    """Close every cached client (tests, and after a backend restart)."""
+    with _STORES_LOCK:
+        for store in _STORES.values():
+            try:
+                store.close()
+            except Exception:  # noqa: BLE001 - closing a dead client must not fail
+                pass
+        _STORES.clear()

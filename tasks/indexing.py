@@ -1,0 +1,85 @@
+"""The index flow's tasks: discover, plan, index one chunk, summarise."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from imgsearch import indexing
+from imgsearch.discover import Discovery, FoundImage, discover
+from imgsearch.indexing import ChunkReport, Plan
+from tasks import stores
+
+MILVUS_WRITE_TAG = "milvus-write"
+RETRY_DELAYS = [2.0, 10.0, 30.0]
+
+
+@task(name="discover-images", cache_policy=NONE)
+def discover_images(path: str) -> Discovery:
+    found = discover(path)
+    logger = get_run_logger()
+    logger.info("found %d images under %s (%s)", len(found.images), found.root,
+                "PASCAL VOC tree" if found.voc else "plain folders")
+    for problem in found.problems:
+        logger.warning("skipped %s: %s", problem.path, problem.reason)
+    return found
+
+
+@task(name="plan-index", cache_policy=NONE, retries=3, retry_delay_seconds=RETRY_DELAYS)
+def plan_index(discovery: Discovery, collection: str, chunk_size: int) -> Plan:
+    plan = indexing.plan_index(
+        discovery, stores.catalog(), stores.vector_store(), collection, chunk_size
+    )
+    get_run_logger().info(
+        "%d images: %d unchanged, %d to check in %d chunks",
+        plan.total, plan.unchanged, plan.total - plan.unchanged, len(plan.chunks),
+    )
+    return plan
+
+
+@task(
+    name="index-chunk",
+    task_run_name="index chunk {number} of {of}",
+    cache_policy=NONE,
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=0.5,
+    tags=[MILVUS_WRITE_TAG],
+)
+def index_chunk(images: list[FoundImage], collection: str, number: int, of: int) -> ChunkReport:
+    """Decode, embed and write one chunk; idempotent, so a retry is always safe."""
+    settings = stores.settings()
+    report = indexing.index_chunk(
+        images, collection, stores.catalog(), stores.vector_store(), stores.encoder(),
+        decode_threads=settings.decode_threads,
+    )
+    logger = get_run_logger()
+    for path, reason in report.failed:
+        logger.warning("failed %s: %s", path, reason)
+    logger.info(
+        "chunk %d/%d: %d embedded, %d reused, %d unchanged, %d failed in %.1fs",
+        number, of, report.indexed, report.reused, report.unchanged, len(report.failed),
+        report.seconds,
+    )
+    return report
+
+
+@task(name="publish-summary", cache_policy=NONE)
+def publish_summary(summary: dict[str, object], failures: list[tuple[str, str]]) -> None:
+    """The run's table artifact, and a markdown list of failed files with reasons."""
+    key = "index-summary-" + str(summary["collection"]).lower().replace("_", "-")
+    create_table_artifact(
+        [{"metric": name, "value": value} for name, value in summary.items()],
+        key=key[:100], description=f"Indexing {summary['path']} into {summary['collection']}",
+    )
+    if failures:
+        lines = ["| file | reason |", "| --- | --- |"] + [
+            f"| `{path}` | {reason.replace('|', '/')} |" for path, reason in failures[:1000]
+        ]
+        if len(failures) > 1000:
+            lines.append(f"\n…and {len(failures) - 1000} more")
+        create_markdown_artifact(
+            "\n".join(lines), key=("index-failures-" + key[14:])[:100],
+            description=f"{len(failures)} files could not be indexed",
+        )
