@@ -99,4 +99,4 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
         low, high = 0.0, 65535.0 if values.max() > 255 else 255.0
     span = high - low or 1.0
     scaled = np.clip((values - low) * (255.0 / span), 0, 255).astype(np.uint8)
-    return Image.fromarray(scaled, mode="L")
+    return Image.fromarray(scaled)  # 2-D uint8: mode L

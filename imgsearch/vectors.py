@@ -177,13 +177,11 @@ class VectorStore:
         params: dict[str, object] = {"metric_type": "IP"}
         if not self.is_lite:
             params["params"] = {"ef": max(64, 2 * top_k)}
-        expression, values = "", None
-        if label:
-            expression, values = "array_contains(labels, {label})", {"label": label}
+        expression = f"array_contains(labels, {string_literal(label)})" if label else ""
         with _errors(f"search {name}"):
             results = self.client.search(
                 name, data=[v.tolist() for v in vectors], limit=top_k, filter=expression,
-                filter_params=values or {}, search_params=params, anns_field=VECTOR_FIELD,
+                search_params=params, anns_field=VECTOR_FIELD,
             )
         return [[Hit(int(hit["id"]), float(hit["distance"])) for hit in hits] for hits in results]
 
@@ -193,6 +191,15 @@ class VectorStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def string_literal(value: str) -> str:
+    """A Milvus expression string literal. Milvus Lite and 2.3 have no filter
+    templates, so the value is escaped here: backslash and quote, and control
+    characters are refused outright."""
+    if any(ord(character) < 0x20 for character in value) or len(value) > LABEL_LENGTH:
+        raise ValueError(f"invalid label {value[:40]!r}: no control characters, at most {LABEL_LENGTH}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class _errors:

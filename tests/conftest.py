@@ -1,0 +1,134 @@
+"""Shared fixtures: real weights, real photos, real Milvus Lite, SQLite and MariaDB, real Prefect."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+from PIL import Image
+
+from imgsearch.catalog import forget_catalogs
+from imgsearch.samples import Photo, augment, sample_photos
+from imgsearch.settings import get_settings
+from imgsearch.vectors import forget_vector_stores
+from imgsearch.weights import provision
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+MYSQL_ADMIN_URL = os.environ.get("IMGSEARCH_TEST_MYSQL_URL", "mysql+pymysql://root:@127.0.0.1:3306/test")
+
+
+def cache_dir() -> Path:
+    return get_settings().cache_dir
+
+
+@pytest.fixture(scope="session")
+def weights() -> Path:
+    """The no-top weights in the user's cache (provisioned by setup.sh, or here)."""
+    return provision(cache_dir())
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Photo]:
+    """foolbox's 20 ImageNet photos (512x512 JPEGs with known classes)."""
+    return sample_photos(cache_dir())
+
+
+def write_folder(root: Path, photos: list[Photo], count: int, seed: int = 1) -> list[Path]:
+    """`count` distinct 500x375 JPEGs in one sub-folder per source photo's class."""
+    rng = random.Random(seed)
+    written = []
+    for number in range(count):
+        photo = photos[number % len(photos)]
+        folder = root / f"class_{photo.class_id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with Image.open(photo.path) as source:
+            image = augment(source.convert("RGB"), rng)
+        path = folder / f"photo_{number:04d}.jpg"
+        image.save(path, quality=rng.randint(75, 95))
+        written.append(path)
+    return written
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Embedded defaults in a fresh data directory: Milvus Lite + SQLite."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("DATA_DIR", str(data))
+    for name in ("MILVUS_URI", "DATABASE_URL", "MILVUS_HOST", "MYSQL_HOST", "DEFAULT_TABLE"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield data
+    forget_vector_stores()
+    forget_catalogs()
+    get_settings.cache_clear()
+
+
+def mysql_available() -> bool:
+    try:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(MYSQL_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: not reachable
+        return False
+
+
+@pytest.fixture(scope="session")
+def mysql_server_url() -> Iterator[str]:
+    """A fresh MariaDB/MySQL database for this session, dropped afterwards."""
+    if not mysql_available():
+        if os.environ.get("IMGSEARCH_REQUIRE_MYSQL"):
+            pytest.fail(f"IMGSEARCH_REQUIRE_MYSQL is set but no MySQL answers at {MYSQL_ADMIN_URL}")
+        pytest.skip("no MySQL/MariaDB reachable (set IMGSEARCH_REQUIRE_MYSQL=1 to fail instead)")
+    from sqlalchemy import create_engine, text
+
+    name = f"imgsearch_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(MYSQL_ADMIN_URL)
+    with admin.begin() as connection:
+        # Identifiers cannot be bound parameters; `name` is generated above, hex only.
+        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    base = MYSQL_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}?charset=utf8mb4"
+    finally:
+        forget_catalogs()
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each catalog test runs on SQLite and on MariaDB; MariaDB rows are cleared after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    url = request.getfixturevalue("mysql_server_url")
+    yield url
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM images"))
+    engine.dispose()
+    forget_catalogs()
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A real, temporary Prefect API for the flow runs of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

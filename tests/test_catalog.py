@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from imgsearch.catalog import DELETING, FAILED, INDEXED, PENDING, Catalog, CatalogError
+from imgsearch.vectors import image_id
+
+
+def row(path: str, status: str = PENDING, **extra: object) -> dict[str, object]:
+    return {"id": image_id(path), "path": path, "sha256": "a" * 64, "size": 10, "mtime": 1,
+            "labels": ["cat"], "folder": path.rsplit("/", 1)[0], "status": status, "error": None,
+            **extra}
+
+
+def test_upsert_is_idempotent_and_keyed_by_collection_and_id(database_url: str) -> None:
+    catalog = Catalog(database_url)
+    catalog.upsert("c1", [row("/p/a.jpg"), row("/p/b.jpg")])
+    catalog.upsert("c1", [row("/p/a.jpg", INDEXED, size=11)])
+    catalog.upsert("c2", [row("/p/a.jpg", INDEXED)])
+    assert catalog.count("c1", status=None) == 2 and catalog.count("c1") == 1
+    assert catalog.known("c1")["/p/a.jpg"].size == 11
+    assert catalog.collections() == {"c1": 1, "c2": 1}
+
+
+def test_paths_are_case_sensitive_and_unicode_safe(database_url: str) -> None:
+    catalog = Catalog(database_url)
+    paths = ["/p/Photo.jpg", "/p/photo.jpg", "/p/фото 😀.jpg", "/p/it's \"quoted\"; DROP TABLE images;.jpg"]
+    catalog.upsert("c", [row(path) for path in paths])
+    assert set(catalog.known("c")) == set(paths)
+    assert catalog.by_path("c", paths[3]) is not None
+
+
+def test_status_changes_and_queries(database_url: str) -> None:
+    catalog = Catalog(database_url)
+    catalog.upsert("c", [row(f"/d/{n}.jpg") for n in range(3)] + [row("/e/x.jpg")])
+    ids = [image_id(f"/d/{n}.jpg") for n in range(3)]
+    catalog.set_status("c", ids[:2], INDEXED)
+    catalog.set_status("c", ids[2:], FAILED, error="truncated image")
+    assert catalog.count("c") == 2
+    assert catalog.failures("c") == [("/d/2.jpg", "truncated image")]
+    assert catalog.get("c", ids)[ids[0]].indexed_at is not None
+    assert catalog.indexed_by_sha256("c", ["a" * 64]) in ({"a" * 64: ids[0]}, {"a" * 64: ids[1]})
+    assert sorted(r.path for r in catalog.under_path("c", "/d")) == [f"/d/{n}.jpg" for n in range(3)]
+    assert [r.path for r in catalog.under_path("c", "/e/x.jpg")] == ["/e/x.jpg"]
+    assert catalog.under_path("c", "/d/1") == [], "a prefix that is not a folder matches nothing"
+    catalog.set_status("c", ids[:1], DELETING)
+    assert catalog.ids_with_status("c", [DELETING]) == ids[:1]
+    catalog.delete("c", ids[:1])
+    catalog.drop("c")
+    assert catalog.count("c", status=None) == 0
+
+
+def test_concurrent_upserts_of_the_same_rows_never_duplicate(database_url: str) -> None:
+    catalog = Catalog(database_url)
+    rows = [row(f"/same/{n}.jpg") for n in range(200)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: catalog.upsert("c", rows), range(8)))
+    assert catalog.count("c", status=None) == 200
+
+
+def test_unreachable_database_is_one_clear_error() -> None:
+    with pytest.raises(CatalogError, match="cannot reach the database"):
+        Catalog("mysql+pymysql://root:@127.0.0.1:1/nope?connect_timeout=2")

@@ -1,0 +1,100 @@
+"""The `imgsearch` console script, run as a user runs it: a real process each time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imgsearch.samples import Photo, recompressed_copy
+from tests.conftest import write_folder
+
+IMGSEARCH = str(Path(sys.executable).parent / "imgsearch")
+pytestmark = pytest.mark.usefixtures("weights")
+
+
+@pytest.fixture(scope="module")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prefect-home")
+
+
+@pytest.fixture
+def run(tmp_path: Path, prefect_home: Path):  # type: ignore[no-untyped-def]
+    base = {key: value for key, value in os.environ.items()
+            if not key.startswith(("MILVUS_", "MYSQL_", "DATABASE_URL", "PREFECT_API", "DEFAULT_TABLE"))}
+    base.update(DATA_DIR=str(tmp_path / "data"), PREFECT_HOME=str(prefect_home),
+                PREFECT_SERVER_ANALYTICS_ENABLED="false")
+
+    def invoke(*arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([IMGSEARCH, *arguments], capture_output=True, text=True,
+                              env={**base, **env}, cwd=tmp_path, timeout=600, check=False)
+
+    return invoke
+
+
+def test_index_search_count_delete_drop(run, tmp_path: Path, photos: list[Photo]) -> None:  # type: ignore[no-untyped-def]
+    paths = write_folder(tmp_path / "photos", photos, 40)
+    indexed = run("index", str(tmp_path / "photos"), "--json", "--chunk-size", "16")
+    assert indexed.returncode == 0, indexed.stderr
+    summary = json.loads(indexed.stdout)
+    assert (summary["indexed"], summary["failed"]) == (40, 0) and summary["images_per_second"] > 0
+
+    target = paths[13]
+    query = recompressed_copy(target, tmp_path / "query.jpg", scale=0.7, quality=50)
+    found = run("search", str(query), "--top-k", "7", "--json")
+    assert found.returncode == 0, found.stderr
+    results = json.loads(found.stdout)
+    assert len(results) == 7 and results[0]["path"] == str(target)
+    assert results[0]["labels"] == [target.parent.name]
+
+    again = run("index", str(tmp_path / "photos"), "--json")
+    assert json.loads(again.stdout)["skipped"] == 40
+    counted = run("count", "--json")
+    assert json.loads(counted.stdout) == {"collection": "milvus_img_search", "indexed": 40,
+                                          "failed": 0, "vectors": 40}
+
+    deleted = run("delete", str(target))
+    assert deleted.returncode == 0 and "deleted 1 image" in deleted.stdout
+    plain = run("search", str(query), "--top-k", "3")
+    assert str(target) not in plain.stdout and plain.stdout.count("\n") == 3
+    assert json.loads(run("count", "--json").stdout)["indexed"] == 39
+
+    refused = run("drop")
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert run("drop", "--yes").returncode == 0
+    assert json.loads(run("count", "--json").stdout)["indexed"] == 0
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("imgsearch: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_bad_input_is_one_clear_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert_one_line_error(run("index", str(tmp_path / "missing")), "no such file or folder")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    assert_one_line_error(run("index", str(tmp_path / "empty")), "no images")
+    (tmp_path / "fake.jpg").write_text("not a picture")
+    assert_one_line_error(run("search", str(tmp_path / "fake.jpg")), "not an image")
+    assert_one_line_error(run("search", str(tmp_path / "nope.jpg")), "no such image")
+    assert_one_line_error(run("count", TOP_K="0"), "TOP_K")
+    assert_one_line_error(run("count", "--collection", "bad-name;"), "invalid collection name")
+    assert_one_line_error(run("delete", str(tmp_path / "never-indexed.jpg")), "nothing indexed")
+
+
+def test_unreachable_backends_are_named(run, tmp_path: Path, photos: list[Photo]) -> None:  # type: ignore[no-untyped-def]
+    write_folder(tmp_path / "p", photos, 1)
+    assert_one_line_error(run("index", str(tmp_path / "p"), MILVUS_URI="http://127.0.0.1:9"), "Milvus")
+    assert_one_line_error(
+        run("count", DATABASE_URL="mysql+pymysql://root:@127.0.0.1:9/x?connect_timeout=2"),
+        "database",
+    )

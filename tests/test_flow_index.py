@@ -1,0 +1,137 @@
+"""The index flow under a real, temporary Prefect API (prefect_test_harness)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from imgsearch.samples import Photo, make_voc_sample
+from imgsearch.settings import get_settings
+from tasks import stores
+from tests.conftest import write_folder
+
+pytestmark = pytest.mark.usefixtures("prefect_api", "weights")
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def backend(request: pytest.FixtureRequest, env: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "mysql":
+        url = request.getfixturevalue("mysql_server_url")
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("DEFAULT_TABLE", f"flow_{os.getpid()}_{abs(hash(str(env))) % 10**6}")
+        get_settings.cache_clear()
+    return request.param
+
+
+def ids_of_both_stores(collection: str) -> tuple[list[int], list[int]]:
+    catalog_ids = sorted(stores.catalog().ids_with_status(collection, ["indexed"]))
+    milvus_ids = sorted(stores.vector_store().iter_ids(collection))
+    return catalog_ids, milvus_ids
+
+
+def test_index_twice_then_change_one_file(backend: str, tmp_path: Path, photos: list[Photo]) -> None:
+    from flows.index import index_images
+
+    collection = get_settings().default_table
+    paths = write_folder(tmp_path / "photos", photos, 30)
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+
+    first = index_images(path=str(tmp_path / "photos"), chunk_size=8)
+    assert (first["found"], first["indexed"], first["failed"]) == (31, 30, 1)
+    assert first["failures"][0]["path"].endswith("broken.jpg")
+    catalog_ids, milvus_ids = ids_of_both_stores(collection)
+    assert len(milvus_ids) == len(set(milvus_ids)) == 30 and catalog_ids == milvus_ids
+
+    second = index_images(path=str(tmp_path / "photos"), chunk_size=8)
+    assert (second["indexed"], second["skipped"]) == (0, 30)
+    assert ids_of_both_stores(collection) == (catalog_ids, milvus_ids)
+
+    write_folder(tmp_path / "other", photos[5:], 1)
+    os.replace(next((tmp_path / "other").rglob("*.jpg")), paths[7])
+    third = index_images(path=str(tmp_path / "photos"), chunk_size=8)
+    assert (third["embedded"], third["skipped"]) == (1, 29)
+    assert ids_of_both_stores(collection) == (catalog_ids, milvus_ids)
+
+
+def test_voc_tree_labels_reach_both_stores(env: Path, tmp_path: Path, photos: list[Photo]) -> None:
+    from flows.index import index_images
+
+    make_voc_sample(tmp_path, 12, get_settings().cache_dir, [f"class{i}" for i in range(1000)])
+    summary = index_images(path=str(tmp_path), collection="voc", chunk_size=5)
+    assert summary["indexed"] == 12
+    record = stores.catalog().by_path("voc", str(tmp_path / "VOCdevkit/VOC2012/JPEGImages/2012_000001.jpg"))
+    assert record is not None and record.labels == [f"class{photos[0].class_id}"]
+    vector = stores.vector_store().vectors("voc", [record.id])[record.id]
+    hits = stores.vector_store().search("voc", vector[None], 20, label=f"class{photos[0].class_id}")[0]
+    assert {hit.id for hit in hits} == {record.id}
+
+
+def test_a_chunk_that_fails_once_is_retried(
+    env: Path, tmp_path: Path, photos: list[Photo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.index import index_images
+    from imgsearch import indexing
+    from imgsearch.vectors import VectorStoreError
+
+    write_folder(tmp_path / "p", photos, 9)
+    real = indexing.index_chunk
+    calls: list[int] = []
+
+    def flaky(images: list, *args: object, **kwargs: object) -> indexing.ChunkReport:
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise VectorStoreError("Milvus could not upsert: simulated outage")
+        return real(images, *args, **kwargs)
+
+    monkeypatch.setattr(indexing, "index_chunk", flaky)
+    summary = index_images(path=str(tmp_path / "p"), chunk_size=3, retry_delay_seconds=0.05)
+    assert summary["indexed"] == 9 and len(calls) == 4
+    assert stores.vector_store().count(get_settings().default_table) == 9
+
+
+def test_a_lasting_outage_fails_the_run_clearly(
+    env: Path, tmp_path: Path, photos: list[Photo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.index import IndexRunError, index_images
+    from imgsearch import indexing
+    from imgsearch.vectors import VectorStoreError
+
+    write_folder(tmp_path / "p", photos, 2)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise VectorStoreError("Milvus could not upsert: connection refused")
+
+    monkeypatch.setattr(indexing, "index_chunk", down)
+    with pytest.raises(IndexRunError, match="1 of 1 chunks failed after 1 retries.*connection refused"):
+        index_images(path=str(tmp_path / "p"), retries=1, retry_delay_seconds=0.01)
+
+
+def test_run_publishes_progress_and_summary_artifacts(
+    env: Path, tmp_path: Path, photos: list[Photo]
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.index import index_images
+
+    write_folder(tmp_path / "p", photos, 4)
+    (tmp_path / "p" / "bad.png").write_text("nope")
+    index_images(path=str(tmp_path / "p"), collection="art_test", chunk_size=2)
+
+    async def latest(key: str) -> object:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1,
+                sort="CREATED_DESC",
+            )
+            return found[0]
+
+    progress = asyncio.run(latest("index-progress-art-test"))
+    assert progress.type == "progress" and float(progress.data) == 100.0
+    table = asyncio.run(latest("index-summary-art-test"))
+    assert '"indexed"' in str(table.data) or "indexed" in str(table.data)
+    failures = asyncio.run(latest("index-failures-art-test"))
+    assert "bad.png" in str(failures.data)

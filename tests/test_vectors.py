@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgsearch.vectors import ID_BITS, VectorStore, VectorStoreError, image_id
+
+
+def unit(rows: int, seed: int = 0) -> np.ndarray:
+    values = np.random.default_rng(seed).normal(size=(rows, 2048)).astype(np.float32)
+    return values / np.linalg.norm(values, axis=1, keepdims=True)
+
+
+def test_ids_are_deterministic_positive_and_json_safe() -> None:
+    assert image_id("/a/b.jpg") == image_id("/a/b.jpg") != image_id("/a/B.jpg")
+    ids = {image_id(f"/photos/{n}.jpg") for n in range(20000)}
+    assert len(ids) == 20000 and all(0 <= i < 2**ID_BITS <= 2**53 for i in ids)
+
+
+def test_upsert_twice_keeps_one_row_per_id(tmp_path: Path) -> None:
+    store = VectorStore(str(tmp_path / "m.db"))
+    vectors = unit(50)
+    ids = [image_id(f"/x/{n}.jpg") for n in range(50)]
+    labels = [["cat"] if n % 2 else ["dog", "person"] for n in range(50)]
+    store.upsert("c", ids, vectors, labels, ["/x"] * 50)
+    store.upsert("c", ids, vectors, labels, ["/x"] * 50)
+    assert store.count("c") == 50
+    assert sorted(store.iter_ids("c", batch=7)) == sorted(ids)
+    hits = store.search("c", vectors[3:4], top_k=5)[0]
+    assert hits[0].id == ids[3] and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len(store.search("c", vectors[:1], top_k=50)[0]) == 50, "top_k is honoured exactly"
+    dogs = store.search("c", vectors[3:4], top_k=50, label="dog")[0]
+    assert len(dogs) == 25 and ids[3] not in {h.id for h in dogs}
+    assert store.search("c", vectors[:1], top_k=5, label='x" or true or "')[0] == []
+    stored = store.vectors("c", ids[:2] + [12345])
+    assert set(stored) == set(ids[:2]) and np.allclose(stored[ids[0]], vectors[0], atol=1e-6)
+    store.delete("c", ids[:10])
+    assert store.count("c") == 40
+    store.drop("c")
+    assert store.count("c") == 0 and "c" not in store.list_collections()
+
+
+def test_unknown_collection_is_empty_not_an_error(tmp_path: Path) -> None:
+    store = VectorStore(str(tmp_path / "m.db"))
+    assert store.count("nothing") == 0
+    assert store.search("nothing", unit(1), 3) == [[]]
+    assert store.vectors("nothing", [1]) == {}
+
+
+def test_unreachable_server_is_one_clear_error() -> None:
+    with pytest.raises(VectorStoreError, match="Milvus"):
+        store = VectorStore("http://127.0.0.1:1")
+        store.ping()
+
+
+def test_labels_with_quotes_and_backslashes_match_exactly(tmp_path: Path) -> None:
+    store = VectorStore(str(tmp_path / "m.db"))
+    odd = ['say "cheese"', "back\\slash", "it's", "ünïcödé 猫"]
+    vectors = unit(len(odd) + 1)
+    store.upsert("c", list(range(1, len(odd) + 2)), vectors, [[label] for label in odd] + [["plain"]],
+                 ["/f"] * (len(odd) + 1))
+    for number, label in enumerate(odd, start=1):
+        assert [hit.id for hit in store.search("c", vectors[:1], 10, label=label)[0]] == [number]
+    with pytest.raises(ValueError, match="control characters"):
+        store.search("c", vectors[:1], 10, label="bad\nlabel")
