@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from imgsearch.settings import check_collection_name, get_settings
-from tasks.indexing import discover_images, index_chunk, plan_index, publish_summary
+from tasks.indexing import discover_images, index_chunk, load_model, plan_index, publish_summary
 from tasks.progress import Progress
 
 
@@ -44,9 +44,12 @@ def index_images(
     started = time.perf_counter()
     settings = get_settings()
     collection = check_collection_name(collection or settings.default_table)
+    model = load_model.submit()
     discovery = discover_images(path)
     plan = plan_index(discovery, collection, chunk_size or settings.chunk_size)
     progress = Progress(collection, plan.total, done=plan.unchanged)
+    if plan.chunks:
+        model.result()  # a missing-weights error fails the run once, in its own task run
 
     chunk_task = index_chunk.with_options(
         retries=retries,

@@ -22,6 +22,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np
 
 from imgsearch.decode import INPUT_SIZE
+from imgsearch.weights import HOW_TO_PROVIDE, WeightsError
 
 Pooling = Literal["avg", "max"]
 FEATURE_DIM = 2048
@@ -38,12 +39,17 @@ class Encoder:
 
         self.pooling = pooling
         self.batch_size = batch_size
-        self.model = keras.applications.ResNet50(
-            include_top=False,
-            weights=str(weights),
-            input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
-            pooling=pooling,
-        )
+        try:
+            self.model = keras.applications.ResNet50(
+                include_top=False,
+                weights=str(weights),
+                input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+                pooling=pooling,
+            )
+        except (ValueError, OSError, KeyError) as error:
+            raise WeightsError(
+                f"{weights} does not hold ResNet50 no-top weights ({str(error)[:200]}); {HOW_TO_PROVIDE}"
+            ) from None
         preprocess = keras.applications.resnet50.preprocess_input
 
         @tf.function(
@@ -56,6 +62,8 @@ class Encoder:
 
         self._forward = forward
         self._lock = threading.Lock()
+        # Trace the graph now (shape-generic), not inside the first real batch.
+        forward(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8))
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors."""

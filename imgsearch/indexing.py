@@ -46,12 +46,15 @@ class ChunkReport:
 
 
 def plan_index(
-    discovery: Discovery, catalog: Catalog, vectors: VectorStore, collection: str, chunk_size: int
+    discovery: Discovery, catalog: Catalog, vectors: VectorStore, collection: str, chunk_size: int,
+    *, batch_size: int = 32, min_chunks: int = 4,
 ) -> Plan:
     """Compare discovered files with the catalog; chunk what may need work.
 
     A file whose size and mtime equal an `indexed` record's is skipped without
     reading it. Rows a crashed delete left in `deleting` are finished here.
+    Small runs get smaller chunks (whole batches, at least `min_chunks` of
+    them) so that chunks still overlap and progress moves.
     """
     known = catalog.known(collection)
     repaired = _finish_deletes(catalog, vectors, collection)
@@ -66,8 +69,16 @@ def plan_index(
             unchanged += 1
         else:
             todo.append(image)
-    chunks = [todo[start : start + chunk_size] for start in range(0, len(todo), chunk_size)]
+    size = chunk_size_for(len(todo), chunk_size, batch_size, min_chunks)
+    chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
     return Plan(chunks, len(discovery.images), unchanged, repaired)
+
+
+def chunk_size_for(images: int, chunk_size: int, batch_size: int, min_chunks: int) -> int:
+    """`chunk_size`, or less for a small run: a multiple of the batch size giving `min_chunks`."""
+    wanted = -(-images // min_chunks)  # ceiling division
+    whole_batches = max(batch_size, -(-wanted // batch_size) * batch_size)
+    return max(1, min(chunk_size, whole_batches))
 
 
 def _finish_deletes(catalog: Catalog, vectors: VectorStore, collection: str) -> int:

@@ -26,10 +26,18 @@ def discover_images(path: str) -> Discovery:
     return found
 
 
+@task(name="load-model", cache_policy=NONE, retries=1)
+def load_model() -> None:
+    """Build the process' encoder while discovery and planning run."""
+    encoder = stores.encoder()
+    get_run_logger().info("ResNet50 ready (%s pooling, batch %d)", encoder.pooling, encoder.batch_size)
+
+
 @task(name="plan-index", cache_policy=NONE, retries=3, retry_delay_seconds=RETRY_DELAYS)
 def plan_index(discovery: Discovery, collection: str, chunk_size: int) -> Plan:
     plan = indexing.plan_index(
-        discovery, stores.catalog(), stores.vector_store(), collection, chunk_size
+        discovery, stores.catalog(), stores.vector_store(), collection, chunk_size,
+        batch_size=stores.settings().batch_size,
     )
     get_run_logger().info(
         "%d images: %d unchanged, %d to check in %d chunks",

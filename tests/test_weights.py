@@ -91,3 +91,10 @@ def test_no_weights_says_how_to_get_them(tmp_path: Path) -> None:
         find_weights(tmp_path)
     with pytest.raises(WeightsError, match="IMGSEARCH_WEIGHTS"):
         find_weights(tmp_path, tmp_path / "nothing.h5")
+
+
+def test_a_weights_file_that_does_not_fit_is_refused(converted: Path) -> None:
+    from imgsearch.encoder import Encoder
+
+    with pytest.raises(WeightsError, match="does not hold ResNet50 no-top weights"):
+        Encoder(converted / "resnet50_imagenet.weights.h5")  # the with-top file
