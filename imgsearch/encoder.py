@@ -50,6 +50,11 @@ class Encoder:
             raise WeightsError(
                 f"{weights} does not hold ResNet50 no-top weights ({str(error)[:200]}); {HOW_TO_PROVIDE}"
             ) from None
+        untouched = untrained_layers(self.model)
+        if untouched:
+            raise WeightsError(
+                f"{weights} left {len(untouched)} layers untrained (first: {untouched[0]}); {HOW_TO_PROVIDE}"
+            )
         preprocess = keras.applications.resnet50.preprocess_input
 
         @tf.function(
@@ -77,6 +82,21 @@ class Encoder:
         if not outputs:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def untrained_layers(model: object) -> list[str]:
+    """Batch-norm layers whose statistics are still Keras' initial values (mean 0,
+    variance 1): weights that a file did not provide. Keras may skip mismatched
+    layers with a warning; this turns that into a refusal."""
+    import keras
+
+    names = []
+    for layer in model.layers:  # type: ignore[attr-defined]
+        if isinstance(layer, keras.layers.BatchNormalization):
+            mean, variance = (np.asarray(v) for v in (layer.moving_mean, layer.moving_variance))
+            if not mean.any() and np.all(variance == 1.0):
+                names.append(layer.name)
+    return names
 
 
 def prefetch_map(

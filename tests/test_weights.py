@@ -93,8 +93,18 @@ def test_no_weights_says_how_to_get_them(tmp_path: Path) -> None:
         find_weights(tmp_path, tmp_path / "nothing.h5")
 
 
-def test_a_weights_file_that_does_not_fit_is_refused(converted: Path) -> None:
+def test_weights_files_that_do_not_fit_are_refused(converted: Path, tmp_path: Path) -> None:
+    import keras
+
     from imgsearch.encoder import Encoder
 
+    assert Encoder(converted / "resnet50_imagenet.weights.h5").model, "with-top weights fit too"
+    garbage = tmp_path / "garbage.weights.h5"
+    garbage.write_bytes(b"not hdf5 at all" * 100)
     with pytest.raises(WeightsError, match="does not hold ResNet50 no-top weights"):
-        Encoder(converted / "resnet50_imagenet.weights.h5")  # the with-top file
+        Encoder(garbage)
+    # Freshly initialised weights: what a file Keras skips layer by layer leaves behind.
+    partial = tmp_path / "fresh.weights.h5"
+    keras.applications.ResNet50(weights=None, include_top=False).save_weights(partial)
+    with pytest.raises(WeightsError, match="layers untrained"):
+        Encoder(partial)
