@@ -155,6 +155,25 @@ def drop(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def serve(arguments: argparse.Namespace) -> int:
+    import uvicorn
+
+    from imgsearch.weights import find_weights
+
+    current = settings()
+    find_weights(current.cache_dir, current.weights)
+    if arguments.workers > 1 and current.milvus_is_lite:
+        raise DiscoveryError(
+            "--workers > 1 needs a Milvus server: Milvus Lite opens its file in one process only "
+            "(run `milvus-lite server` or Milvus, and set MILVUS_URI=http://...)"
+        )
+    print(f"imgsearch: serving http://{arguments.host}:{arguments.port}/ (API docs at /docs)",
+          file=sys.stderr)
+    uvicorn.run("search_app.app:create_app", factory=True, host=arguments.host, port=arguments.port,
+                workers=arguments.workers, log_level="info", timeout_graceful_shutdown=10)
+    return 0
+
+
 def _class_names() -> list[str] | None:
     from imgsearch.weights import WeightsError, imagenet_labels
 

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     _collection(drop)
     drop.add_argument("--yes", action="store_true", help="confirm")
 
+    serve = command("serve", run.serve, "Serve the search API and web page with uvicorn.")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_port, default=5000)
+    serve.add_argument("--workers", type=_positive, default=1,
+                       help="processes; more than 1 needs a Milvus server (MILVUS_URI=http://...)")
+
     sample = command("sample", run.sample, "Write a VOC-layout sample set made from real photos.")
     sample.add_argument("dest", type=Path)
     sample.add_argument("--count", type=_positive, default=200)
@@ -118,6 +124,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError("must be from 1 to 65535")
     return value
 
 

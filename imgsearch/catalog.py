@@ -233,6 +233,24 @@ class Catalog:
         with _errors("read records"), self.engine.connect() as connection:
             return [(row.path, row.error or "") for row in connection.execute(query)]
 
+    def label_counts(self, collection: str) -> dict[str, int]:
+        """How many indexed images carry each label, most frequent first."""
+        query = select(ImageRecord.labels).where(
+            ImageRecord.collection == collection, ImageRecord.status == INDEXED
+        )
+        counts: dict[str, int] = {}
+        with _errors("read records"), self.engine.connect() as connection:
+            for (labels,) in connection.execute(query):
+                for label in labels or []:
+                    counts[label] = counts.get(label, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    def find_indexed_path(self, path: str) -> ImageRecord | None:
+        """An indexed record of this exact path, in any collection."""
+        query = select(ImageRecord).where(ImageRecord.path == path, ImageRecord.status == INDEXED).limit(1)
+        with _errors("read records"), self._session() as session:
+            return session.scalars(query).first()
+
     def collections(self) -> dict[str, int]:
         """Indexed image count per collection that has any record."""
         query = (

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         / "imgsearch"
     )
     weights: Path | None = Field(None, validation_alias="IMGSEARCH_WEIGHTS")
+    api_key: str = Field("", description="when set, mutating HTTP routes require it")
+    max_upload_mb: float = Field(20.0, gt=0, le=1024)
+    index_roots_raw: str = Field("", validation_alias="INDEX_ROOTS",
+                                 description="colon-separated folders HTTP clients may index; empty: any")
 
     # The seed's settings (Milvus bootcamp `config.py`).
     milvus_host: str | None = None
@@ -88,6 +92,14 @@ class Settings(BaseSettings):
         if not self.database_url.startswith(("sqlite", "mysql", "mariadb", "postgresql")):
             raise ValueError("DATABASE_URL: expected sqlite:///..., mysql+pymysql://... or postgresql://...")
         return self
+
+    @property
+    def index_roots(self) -> list[str]:
+        return [root for root in self.index_roots_raw.split(os.pathsep) if root]
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
 
     @property
     def milvus_is_lite(self) -> bool:

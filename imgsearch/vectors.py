@@ -53,7 +53,7 @@ class VectorStore:
         if self.is_lite:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.client = MilvusClient(uri=uri, token=token, timeout=30)
+            self.client = MilvusClient(uri=uri, token=token, timeout=10)
         except Exception as error:  # noqa: BLE001 - pymilvus raises many kinds
             raise VectorStoreError(f"cannot reach Milvus at {uri}: {_reason(error)}") from None
         self._ready: set[str] = set()
@@ -185,9 +185,9 @@ class VectorStore:
             )
         return [[Hit(int(hit["id"]), float(hit["distance"])) for hit in hits] for hits in results]
 
-    def ping(self) -> None:
+    def ping(self, timeout: float = 3.0) -> None:
         with _errors("reach Milvus"):
-            self.client.list_collections()
+            self.client.list_collections(timeout=timeout)
 
     def close(self) -> None:
         self.client.close()

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.runtime import flow_run
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
+    run_id: str  # the Prefect flow run's id
     processed: int  # images looked at so far, skipped ones included
     total: int
     failed: int
@@ -53,17 +55,18 @@ def artifact_key(collection: str) -> str:
 class Progress:
     def __init__(self, collection: str, total: int, done: int = 0) -> None:
         self.total, self.processed, self.failed = total, done, 0
+        self.run_id = str(flow_run.id or "")
         self._artifact: UUID = create_progress_artifact(
             progress=self._percent(), key=artifact_key(collection),
             description=self._description(),
         )
-        _notify(ProgressEvent(self.processed, self.total, self.failed))
+        _notify(ProgressEvent(self.run_id, self.processed, self.total, self.failed))
 
     def advance(self, images: int, failed: int = 0) -> None:
         self.processed += images
         self.failed += failed
         update_progress_artifact(self._artifact, self._percent(), self._description())
-        _notify(ProgressEvent(self.processed, self.total, self.failed))
+        _notify(ProgressEvent(self.run_id, self.processed, self.total, self.failed))
 
     def _percent(self) -> float:
         return 100.0 if self.total == 0 else round(100.0 * self.processed / self.total, 2)

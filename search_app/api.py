@@ -1,0 +1,249 @@
+"""The JSON API under `/api`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from imgsearch.catalog import FAILED
+from imgsearch.decode import decode_image
+from imgsearch.discover import canonical_path
+from imgsearch.indexing import delete_images
+from imgsearch.searching import Result, nearest
+from search_app import params
+from search_app.auth import require_api_key
+from search_app.errors import ApiError
+from search_app.files import SAFE_HEADERS, THUMBNAIL_SIZES, media_type, servable_path, thumbnail
+from search_app.services import Services, blocking
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def result_json(result: Result, collection: str) -> dict[str, Any]:
+    suffix = f"?collection={collection}"
+    return {
+        "id": result.id, "path": result.path, "score": round(result.score, 6), "labels": result.labels,
+        "image_url": f"/api/images/{result.id}/file{suffix}",
+        "thumbnail_url": f"/api/images/{result.id}/thumbnail{suffix}",
+    }
+
+
+async def read_upload(request: Request, field: str = "image") -> tuple[bytes, dict[str, str]]:
+    """The uploaded file's bytes and the form's text fields; 400/415 when absent or wrong."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise ApiError(415, f"send multipart/form-data with the image in the field {field!r}")
+    form = await request.form(max_files=2, max_fields=20)
+    upload = form.get(field)
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    if not isinstance(upload, UploadFile):
+        await form.close()
+        raise ApiError(400, f"no file in the multipart field {field!r}")
+    try:
+        data = await upload.read()
+    finally:
+        await form.close()
+    return data, fields
+
+
+async def search_vector(
+    svc: Services, vector: np.ndarray, collection: str, top_k: int, label: str | None,
+    exclude: int | None = None,
+) -> list[Result]:
+    vectors, catalog = await blocking(svc.vectors), await blocking(svc.catalog)
+    if not await blocking(vectors.has_collection, collection):
+        raise ApiError(404, f"no collection named {collection!r}")
+    return await anyio.to_thread.run_sync(
+        lambda: nearest(vector, collection, top_k, vectors, catalog, label=label, exclude=exclude)
+    )
+
+
+async def encode_upload(svc: Services, data: bytes) -> np.ndarray:
+    decoded = await anyio.to_thread.run_sync(decode_image, data)
+    assert svc.batcher is not None
+    return await svc.batcher.embed(decoded.pixels)
+
+
+async def search(request: Request) -> Response:
+    started = time.perf_counter()
+    svc = services(request)
+    data, fields = await read_upload(request)
+    values = {**request.query_params, **fields}
+    top_k = params.integer(values, "top_k", svc.settings.top_k, 1, 100)
+    collection = params.collection(values, svc.settings.default_table)
+    label = params.label(values)
+    vector = await encode_upload(svc, data)
+    results = await search_vector(svc, vector, collection, top_k, label)
+    took = time.perf_counter() - started
+    request.app.state.metrics.search.observe(took)
+    return JSONResponse({"results": [result_json(r, collection) for r in results],
+                         "took_ms": round(took * 1000, 2)})
+
+
+async def record_for(request: Request) -> tuple[Services, str, Any]:
+    svc = services(request)
+    image = params.image_id(request.path_params["id"])
+    collection = params.collection(request.query_params, svc.settings.default_table)
+    catalog = await blocking(svc.catalog)
+    record = (await blocking(catalog.get, collection, [image])).get(image)
+    if record is None:
+        raise ApiError(404, f"no image with id {image} in {collection!r}")
+    return svc, collection, record
+
+
+async def similar(request: Request) -> Response:
+    started = time.perf_counter()
+    svc, collection, record = await record_for(request)
+    top_k = params.integer(request.query_params, "top_k", svc.settings.top_k, 1, 100)
+    label = params.label(request.query_params)
+    vectors = await blocking(svc.vectors)
+    stored = (await blocking(vectors.vectors, collection, [record.id])).get(record.id)
+    if stored is None or record.status == FAILED:
+        raise ApiError(404, f"image {record.id} has no stored vector in {collection!r}")
+    results = await search_vector(svc, stored, collection, top_k, label, exclude=record.id)
+    return JSONResponse({"results": [result_json(r, collection) for r in results],
+                         "took_ms": round((time.perf_counter() - started) * 1000, 2)})
+
+
+async def image_record(request: Request) -> Response:
+    _, collection, record = await record_for(request)
+    body = record.as_dict()
+    body["image_url"] = f"/api/images/{record.id}/file?collection={collection}"
+    body["thumbnail_url"] = f"/api/images/{record.id}/thumbnail?collection={collection}"
+    return JSONResponse(body)
+
+
+async def image_file(request: Request) -> Response:
+    _, _, record = await record_for(request)
+    path = servable_path(record)
+    return FileResponse(path, media_type=media_type(path), headers=SAFE_HEADERS)
+
+
+async def image_thumbnail(request: Request) -> Response:
+    svc, _, record = await record_for(request)
+    size = params.integer(request.query_params, "size", 256, *THUMBNAIL_SIZES)
+    path = servable_path(record)
+    cache = svc.settings.data_dir / "thumbnails"
+    try:
+        small = await anyio.to_thread.run_sync(thumbnail, path, record, size, cache)
+    except OSError:
+        raise ApiError(404, "the indexed file can no longer be read as an image") from None
+    return FileResponse(small, media_type="image/jpeg", headers=SAFE_HEADERS)
+
+
+async def delete_image(request: Request) -> Response:
+    svc = services(request)
+    require_api_key(request, svc.settings.api_key)
+    _, collection, record = await record_for(request)
+    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
+    await blocking(delete_images, collection, [record.id], catalog, vectors)
+    return JSONResponse({"deleted": record.id, "collection": collection})
+
+
+async def collections(request: Request) -> Response:
+    svc = services(request)
+    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
+    counts = await blocking(catalog.collections)
+    names = sorted(set(counts) | set(await blocking(vectors.list_collections)))
+    return JSONResponse({"collections": [{"name": n, "count": counts.get(n, 0)} for n in names],
+                         "default": svc.settings.default_table})
+
+
+async def collection_detail(request: Request) -> Response:
+    svc = services(request)
+    name = params.collection_name(request.path_params["name"])
+    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
+    exists = await blocking(vectors.has_collection, name)
+    if not exists and not await blocking(catalog.count, name, None):
+        raise ApiError(404, f"no collection named {name!r}")
+    return JSONResponse({
+        "name": name,
+        "count": await blocking(catalog.count, name),
+        "vectors": await blocking(vectors.count, name),
+        "failed": await blocking(catalog.count, name, FAILED),
+        "labels": await blocking(catalog.label_counts, name),
+    })
+
+
+async def drop_collection(request: Request) -> Response:
+    svc = services(request)
+    require_api_key(request, svc.settings.api_key)
+    name = params.collection_name(request.path_params["name"])
+    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
+    if not await blocking(vectors.has_collection, name) and not await blocking(catalog.count, name, None):
+        raise ApiError(404, f"no collection named {name!r}")
+    await blocking(vectors.drop, name)
+    await blocking(catalog.drop, name)
+    return JSONResponse({"dropped": name})
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def index_path(svc: Services, raw: object) -> str:
+    """A folder or image on the server that may be indexed."""
+    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
+        raise ApiError(422, "path must be a non-empty string: a folder or image on the server")
+    path = canonical_path(raw)
+    roots = [canonical_path(root) for root in svc.settings.index_roots]
+    if roots and not any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots):
+        raise ApiError(403, "path is outside INDEX_ROOTS", "forbidden")
+    if not os.path.exists(path):
+        raise ApiError(422, f"no such file or folder on the server: {raw[:200]}")
+    return path
+
+
+async def start_index(request: Request) -> Response:
+    svc = services(request)
+    require_api_key(request, svc.settings.api_key)
+    body = await json_body(request)
+    path = index_path(svc, body.get("path"))
+    collection = params.collection(body, svc.settings.default_table)
+    status = await anyio.to_thread.run_sync(svc.runs.start, path, collection)
+    return JSONResponse({"run_id": status.run_id, "status_url": f"/api/index/{status.run_id}"},
+                        status_code=202)
+
+
+async def index_status(request: Request) -> Response:
+    svc = services(request)
+    run_id = request.path_params["run_id"]
+    status = svc.runs.get(run_id)
+    if status is not None:
+        return JSONResponse(status.as_dict())
+    found = await anyio.to_thread.run_sync(svc.runs.read_from_prefect, run_id)
+    if found is None:
+        raise ApiError(404, f"no index run {run_id[:60]!r}")
+    return JSONResponse(found)
+
+
+ROUTES = [
+    Route("/api/search", search, methods=["POST"]),
+    Route("/api/images/{id}/similar", similar, methods=["GET"]),
+    Route("/api/images/{id}/file", image_file, methods=["GET"]),
+    Route("/api/images/{id}/thumbnail", image_thumbnail, methods=["GET"]),
+    Route("/api/images/{id}", image_record, methods=["GET"]),
+    Route("/api/images/{id}", delete_image, methods=["DELETE"]),
+    Route("/api/collections", collections, methods=["GET"]),
+    Route("/api/collections/{name}", collection_detail, methods=["GET"]),
+    Route("/api/collections/{name}", drop_collection, methods=["DELETE"]),
+    Route("/api/index", start_index, methods=["POST"]),
+    Route("/api/index/{run_id}", index_status, methods=["GET"]),
+]

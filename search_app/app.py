@@ -1,0 +1,112 @@
+"""The Starlette application: routes, middleware, error handlers and lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import swagger_ui_bundle
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from imgsearch.encoder import get_encoder
+from imgsearch.settings import Settings, get_settings
+from imgsearch.weights import find_weights
+from search_app import api, openapi, seed
+from search_app.batching import QueryBatcher
+from search_app.errors import HANDLERS
+from search_app.limits import BodyLimit
+from search_app.metrics import Metrics, MetricsMiddleware
+from search_app.services import Services
+
+STATIC = Path(__file__).parent / "static"
+HEALTH_TIMEOUT_SECONDS = 5.0
+log = logging.getLogger("imgsearch.http")
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    services: Services = app.state.services
+    current = services.settings
+    weights = find_weights(current.cache_dir, current.weights)
+    services.encoder = await anyio.to_thread.run_sync(
+        get_encoder, weights, current.pooling, current.batch_size
+    )
+    services.batcher = QueryBatcher(services.encoder)
+    services.batcher.start()
+    for name, opener in (("database", services.catalog), ("Milvus", services.vectors)):
+        try:
+            await anyio.to_thread.run_sync(opener)
+        except Exception as error:  # noqa: BLE001 - start anyway; /health and 503s say it
+            log.warning("%s unavailable at start: %s", name, error)
+    try:
+        yield
+    finally:
+        await services.batcher.stop()
+
+
+async def probe(check: object) -> str:
+    try:
+        with anyio.fail_after(HEALTH_TIMEOUT_SECONDS):
+            await anyio.to_thread.run_sync(check)  # type: ignore[arg-type]
+        return "ok"
+    except TimeoutError:
+        return f"no answer within {HEALTH_TIMEOUT_SECONDS:g} s"
+    except Exception as error:  # noqa: BLE001 - report, do not raise
+        return " ".join(str(error).split())[:300] or type(error).__name__
+
+
+async def health(request: Request) -> Response:
+    services: Services = request.app.state.services
+    milvus = await probe(lambda: services.vectors().ping())
+    database = await probe(lambda: services.catalog().ping())
+    ok = milvus == database == "ok"
+    body = {"status": "ok" if ok else "degraded", "milvus": milvus, "database": database,
+            "model": "ok" if services.encoder is not None else "loading"}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    services: Services = request.app.state.services
+    payload, media_type = await anyio.to_thread.run_sync(
+        request.app.state.metrics.render, lambda: services.catalog().collections()
+    )
+    return Response(payload, media_type=media_type)
+
+
+async def home(_: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    current = settings or get_settings()
+    app_metrics = Metrics()
+    routes = [
+        Route("/", home, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+        Route("/docs", openapi.docs, methods=["GET"]),
+        *api.ROUTES,
+        *seed.ROUTES,
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(MetricsMiddleware, metrics=app_metrics),
+                    Middleware(BodyLimit, max_bytes=current.max_upload_bytes)],
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.services = Services(current)
+    app.state.metrics = app_metrics
+    return app

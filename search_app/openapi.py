@@ -1,0 +1,215 @@
+"""The OpenAPI 3.0 document of every route, and `/docs` rendering it with the
+Swagger UI assets of the `swagger-ui-bundle` package, served by the app itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+import imgsearch
+
+JSON = "application/json"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
+
+
+def query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,16}$"},
+      "description": "an image id, as returned by search"}
+COLLECTION = query("collection", {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,254}$"},
+                   "default: DEFAULT_TABLE")
+TOP_K = query("top_k", {"type": "integer", "minimum": 1, "maximum": 100}, "default: TOP_K")
+LABEL = query("label", {"type": "string", "maxLength": 128}, "only images with this label")
+TABLE = query("table_name", {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,254}$"})
+SECURED = [{"bearer": []}, {"apiKey": []}]
+UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["image"],
+    "properties": {"image": {"type": "string", "format": "binary"},
+                   "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
+                   "collection": {"type": "string"}, "label": {"type": "string", "maxLength": 128}},
+}}}}
+SEED_UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["image"],
+    "properties": {"image": {"type": "string", "format": "binary"},
+                   "topk": {"type": "integer", "minimum": 1, "maximum": 100}},
+}}}}
+IMAGE_BYTES = {"description": "the image", "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "detail"],
+              "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
+    "Result": {"type": "object", "required": ["id", "path", "score", "labels", "image_url", "thumbnail_url"],
+               "properties": {"id": {"type": "integer"}, "path": {"type": "string"},
+                              "score": {"type": "number", "description": "cosine similarity"},
+                              "labels": {"type": "array", "items": {"type": "string"}},
+                              "image_url": {"type": "string"}, "thumbnail_url": {"type": "string"}}},
+    "Results": {"type": "object", "required": ["results", "took_ms"],
+                "properties": {"results": {"type": "array", "items": ref("Result")},
+                               "took_ms": {"type": "number"}}},
+    "Image": {"type": "object", "required": ["id", "collection", "path", "status", "labels"],
+              "properties": {"id": {"type": "integer"}, "collection": {"type": "string"},
+                             "path": {"type": "string"}, "sha256": {"type": "string", "nullable": True},
+                             "size": {"type": "integer", "nullable": True},
+                             "mtime": {"type": "integer", "nullable": True},
+                             "width": {"type": "integer", "nullable": True},
+                             "height": {"type": "integer", "nullable": True},
+                             "labels": {"type": "array", "items": {"type": "string"}},
+                             "folder": {"type": "string"}, "status": {"type": "string"},
+                             "error": {"type": "string", "nullable": True},
+                             "indexed_at": {"type": "string", "nullable": True},
+                             "image_url": {"type": "string"}, "thumbnail_url": {"type": "string"}}},
+    "Collections": {"type": "object", "required": ["collections", "default"], "properties": {
+        "collections": {"type": "array", "items": {"type": "object", "required": ["name", "count"],
+                        "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}},
+        "default": {"type": "string"}}},
+    "Collection": {"type": "object", "required": ["name", "count", "vectors", "failed", "labels"],
+                   "properties": {"name": {"type": "string"}, "count": {"type": "integer"},
+                                  "vectors": {"type": "integer"}, "failed": {"type": "integer"},
+                                  "labels": {"type": "object", "additionalProperties": {"type": "integer"}}}},
+    "IndexRequest": {"type": "object", "required": ["path"],
+                     "properties": {"path": {"type": "string", "minLength": 1},
+                                    "collection": {"type": "string"}}},
+    "IndexStarted": {"type": "object", "required": ["run_id", "status_url"],
+                     "properties": {"run_id": {"type": "string"}, "status_url": {"type": "string"}}},
+    "IndexRun": {"type": "object", "required": ["run_id", "state"], "properties": {
+        "run_id": {"type": "string"}, "path": {"type": "string", "nullable": True},
+        "collection": {"type": "string", "nullable": True},
+        "state": {"type": "string", "description": "PENDING, RUNNING, COMPLETED, FAILED, CRASHED, ..."},
+        "processed": {"type": "integer", "nullable": True}, "total": {"type": "integer", "nullable": True},
+        "failed": {"type": "integer", "nullable": True},
+        "summary": {"type": "object", "nullable": True}, "error": {"type": "string", "nullable": True},
+        "started_at": {"type": "number", "nullable": True},
+        "finished_at": {"type": "number", "nullable": True}}},
+    "Health": {"type": "object", "required": ["status", "milvus", "database"], "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded"]},
+        "milvus": {"type": "string"}, "database": {"type": "string"}, "model": {"type": "string"}}},
+}
+
+
+def operation(summary: str, responses: dict[str, Any], *, parameters: list[Any] | None = None,
+              body: dict[str, Any] | None = None, secured: bool = False, tag: str = "search") -> dict[str, Any]:
+    spec: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    if parameters:
+        spec["parameters"] = parameters
+    if body:
+        spec["requestBody"] = body
+    if secured:
+        spec["security"] = SECURED
+    return spec
+
+
+PATHS: dict[str, Any] = {
+    "/api/search": {"post": operation(
+        "Search by an uploaded image", {"200": json_response("nearest images, best first", ref("Results")),
+                                        **errors(400, 404, 413, 415, 422, 503)},
+        parameters=[TOP_K, COLLECTION, LABEL], body=UPLOAD)},
+    "/api/images/{id}/similar": {"get": operation(
+        "More like an indexed image", {"200": json_response("nearest images", ref("Results")),
+                                       **errors(404, 422, 503)}, parameters=[ID, TOP_K, COLLECTION, LABEL])},
+    "/api/images/{id}": {
+        "get": operation("An image's record", {"200": json_response("the record", ref("Image")),
+                                               **errors(404, 422, 503)}, parameters=[ID, COLLECTION]),
+        "delete": operation("Delete an image from both stores", {
+            "200": json_response("deleted", {"type": "object"}), **errors(401, 404, 422, 503)},
+            parameters=[ID, COLLECTION], secured=True, tag="manage")},
+    "/api/images/{id}/file": {"get": operation(
+        "The original image", {"200": IMAGE_BYTES, **errors(404, 422, 503)}, parameters=[ID, COLLECTION])},
+    "/api/images/{id}/thumbnail": {"get": operation(
+        "A cached JPEG thumbnail", {"200": IMAGE_BYTES, **errors(404, 422, 503)},
+        parameters=[ID, COLLECTION, query("size", {"type": "integer", "minimum": 16, "maximum": 1024})])},
+    "/api/collections": {"get": operation(
+        "Collections and their sizes", {"200": json_response("collections", ref("Collections")), **errors(503)},
+        tag="manage")},
+    "/api/collections/{name}": {
+        "get": operation("A collection's counts and labels", {
+            "200": json_response("the collection", ref("Collection")), **errors(404, 422, 503)},
+            parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            tag="manage"),
+        "delete": operation("Drop a collection", {"200": json_response("dropped", {"type": "object"}),
+                                                  **errors(401, 404, 422, 503)},
+                            parameters=[{"name": "name", "in": "path", "required": True,
+                                         "schema": {"type": "string"}}], secured=True, tag="manage")},
+    "/api/index": {"post": operation(
+        "Start indexing a folder on the server (a Prefect flow run)", {
+            "202": json_response("started", ref("IndexStarted")), **errors(400, 401, 403, 422, 503)},
+        body={"required": True, "content": {JSON: {"schema": ref("IndexRequest")}}}, secured=True,
+        tag="manage")},
+    "/api/index/{run_id}": {"get": operation(
+        "State and progress of an index run", {"200": json_response("the run", ref("IndexRun")), **errors(404)},
+        parameters=[{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        tag="manage")},
+    "/health": {"get": operation("Are Milvus and the database reachable?", {
+        "200": json_response("all reachable", ref("Health")),
+        "503": json_response("a backend is down", ref("Health"))}, tag="operations")},
+    "/metrics": {"get": operation("Prometheus metrics", {"200": {
+        "description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        tag="operations")},
+    "/img/load": {"post": operation("Seed: start loading a folder", {
+        "200": json_response("started", {"type": "string"}), **errors(400, 401, 403, 422, 503)},
+        body={"required": True, "content": {JSON: {"schema": {"type": "object", "required": ["File"],
+              "properties": {"File": {"type": "string"}, "Table": {"type": "string", "nullable": True}}}}}},
+        secured=True, tag="seed")},
+    "/img/upload": {"post": operation("Seed: upload and index one image", {
+        "200": json_response("indexed", {"type": "string"}), **errors(400, 401, 413, 415, 422, 503)},
+        parameters=[TABLE], body=SEED_UPLOAD, secured=True, tag="seed")},
+    "/img/search": {"post": operation("Seed: search, as [[path, distance], ...]", {
+        "200": json_response("nearest first (squared L2 of unit vectors)", {"type": "array", "items": {
+            "type": "array", "minItems": 2, "maxItems": 2, "items": {}}}),
+        **errors(400, 404, 413, 415, 422, 503)}, parameters=[TABLE], body=SEED_UPLOAD, tag="seed")},
+    "/img/count": {"post": operation("Seed: count images", {
+        "200": json_response("count", {"type": "integer"}), **errors(422, 503)}, parameters=[TABLE], tag="seed")},
+    "/img/drop": {"post": operation("Seed: drop a collection", {
+        "200": json_response("dropped", {"type": "string"}), **errors(401, 422, 503)},
+        parameters=[TABLE], secured=True, tag="seed")},
+    "/progress": {"get": operation("Seed: progress of the latest load", {
+        "200": json_response("current and total", {"type": "string"})}, tag="seed")},
+    "/data": {"get": operation("Seed: an indexed image by its path", {"200": IMAGE_BYTES, **errors(404, 503)},
+                               parameters=[query("image_path", {"type": "string"})], tag="seed")},
+}
+
+
+def document() -> dict[str, Any]:
+    error = json_response("error", ref("Error"))
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "imgsearch", "version": imgsearch.__version__,
+                 "description": "Reverse image search over ResNet50 features in Milvus."},
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": {f"E{s}": error for s in (400, 401, 403, 404, 413, 415, 422, 503)},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+    }
+
+
+async def openapi_json(_: Request) -> Response:
+    return JSONResponse(document())
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>imgsearch API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script></body></html>"""
+
+
+async def docs(_: Request) -> Response:
+    return HTMLResponse(DOCS_PAGE)

@@ -1,0 +1,128 @@
+"""Index runs started over HTTP: a real Prefect flow run, created first so its id
+can be answered at once (202), then executed in a background thread.
+
+Progress comes from the flow's own progress events; the run is also visible in
+the Prefect UI like any other. At most two runs execute at once; more wait.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from imgsearch.settings import Settings
+
+MAX_PARALLEL_RUNS = 2
+
+
+@dataclass
+class RunStatus:
+    run_id: str
+    path: str
+    collection: str
+    state: str = "PENDING"
+    processed: int = 0
+    total: int | None = None
+    failed: int = 0
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class IndexRuns:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._runs: dict[str, RunStatus] = {}
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_PARALLEL_RUNS)
+        self._listening = False
+
+    def start(self, path: str, collection: str) -> RunStatus:
+        """Create the Prefect flow run and start executing it in the background."""
+        from prefect.client.orchestration import get_client
+
+        from flows.index import index_images
+        from tasks.progress import add_listener
+
+        if not self._listening:
+            add_listener(self._on_progress)
+            self._listening = True
+        parameters = {"path": path, "collection": collection}
+        name = f"index {os.path.basename(path.rstrip('/')) or '/'} into {collection}"
+        with get_client(sync_client=True) as client:
+            flow_run = client.create_flow_run(index_images, name=name, parameters=parameters)
+        status = RunStatus(str(flow_run.id), path, collection)
+        with self._lock:
+            self._runs[status.run_id] = status
+        threading.Thread(
+            target=self._execute, args=(flow_run, parameters, status), daemon=True,
+            name=f"index-run-{status.run_id[:8]}",
+        ).start()
+        return status
+
+    def _execute(self, flow_run: Any, parameters: dict[str, Any], status: RunStatus) -> None:
+        from prefect.flow_engine import run_flow
+
+        from flows.index import index_images
+
+        with self._slots:
+            status.state = "RUNNING"
+            try:
+                state = run_flow(index_images, flow_run=flow_run, parameters=parameters, return_type="state")
+                status.state = state.type.value
+                if state.is_completed():
+                    summary = state.result()
+                    status.summary = {k: v for k, v in summary.items() if k != "failures"}
+                    status.processed = status.total = int(summary["found"])
+                    status.failed = int(summary["failed"])
+                else:
+                    status.error = state.message or state.name
+            except BaseException as error:  # noqa: BLE001 - a background thread must record, not die
+                status.state, status.error = "CRASHED", f"{type(error).__name__}: {error}"
+            finally:
+                status.finished_at = time.time()
+
+    def _on_progress(self, event: Any) -> None:
+        with self._lock:
+            status = self._runs.get(event.run_id)
+        if status is not None:
+            status.processed, status.total, status.failed = event.processed, event.total, event.failed
+
+    def get(self, run_id: str) -> RunStatus | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def latest(self) -> RunStatus | None:
+        with self._lock:
+            return max(self._runs.values(), key=lambda run: run.started_at, default=None)
+
+    def read_from_prefect(self, run_id: str) -> dict[str, Any] | None:
+        """A run this process did not start (a deployment, the CLI): its state from Prefect."""
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            identifier = UUID(run_id)
+        except ValueError:
+            return None
+        try:
+            with get_client(sync_client=True) as client:
+                flow_run = client.read_flow_run(identifier)
+        except ObjectNotFound:
+            return None
+        parameters = flow_run.parameters or {}
+        return {
+            "run_id": run_id, "path": parameters.get("path"), "collection": parameters.get("collection"),
+            "state": flow_run.state_type.value if flow_run.state_type else "UNKNOWN",
+            "processed": None, "total": None, "failed": None, "summary": None,
+            "error": None, "started_at": None, "finished_at": None,
+        }

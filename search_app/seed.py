@@ -1,0 +1,147 @@
+"""Routes of the Milvus bootcamp server, so its web client and scripts keep working.
+
+Same paths, parameters and response shapes; what changes is behaviour:
+`/img/load` starts a background flow run instead of blocking, `/img/search`
+returns exactly `topk` rows, `/data` serves only indexed images, and errors
+are 4xx/503 JSON instead of `200 [{"status": false}, 400]`.
+The seed's distance was squared L2 between unit vectors; it is returned the
+same way (2 - 2·cosine), smallest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+import anyio.to_thread
+from PIL import Image
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from imgsearch.decode import EXTENSIONS, decode_image
+from imgsearch.discover import canonical_path, discover
+from imgsearch.indexing import index_chunk
+from search_app import params
+from search_app.api import encode_upload, index_path, json_body, read_upload, search_vector, services
+from search_app.auth import require_api_key
+from search_app.errors import ApiError
+from search_app.files import SAFE_HEADERS, media_type, servable_path
+from search_app.services import blocking
+
+
+def table(request: Request) -> str:
+    return params.collection(request.query_params, services(request).settings.default_table,
+                             name="table_name")
+
+
+async def load(request: Request) -> Response:
+    svc = services(request)
+    require_api_key(request, svc.settings.api_key)
+    body = await json_body(request)
+    path = index_path(svc, body.get("File"))
+    collection = params.collection({"c": body.get("Table")}, svc.settings.default_table, name="c")
+    status = await anyio.to_thread.run_sync(svc.runs.start, path, collection)
+    return JSONResponse(f"Started loading data: run {status.run_id}; see /progress",
+                        headers={"Location": f"/api/index/{status.run_id}"})
+
+
+async def upload(request: Request) -> Response:
+    """Store the uploaded image under DATA_DIR/uploads (named by content) and index it."""
+    svc = services(request)
+    require_api_key(request, svc.settings.api_key)
+    if request.query_params.get("url"):
+        raise ApiError(400, "uploads by URL are not fetched by this server; send the image itself")
+    data, _ = await read_upload(request)
+    await anyio.to_thread.run_sync(decode_image, data)  # refuse non-images before storing anything
+    collection = table(request)
+    target = svc.settings.data_dir / "uploads" / f"{hashlib.sha256(data).hexdigest()}{_extension(data)}"
+    await anyio.to_thread.run_sync(_write_once, target, data)
+    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
+    assert svc.encoder is not None
+    images = discover(target).images
+    report = await anyio.to_thread.run_sync(
+        lambda: index_chunk(images, collection, catalog, vectors, svc.encoder)  # type: ignore[arg-type]
+    )
+    if report.failed:
+        raise ApiError(422, report.failed[0][1])
+    record = await blocking(catalog.by_path, collection, canonical_path(target))
+    return JSONResponse(f"Successfully loaded data: {record.id if record else ''}")
+
+
+def _extension(data: bytes) -> str:
+    """The file extension of the image's real format (the client's file name is not trusted)."""
+    with Image.open(io.BytesIO(data)) as image:
+        extension = f".{(image.format or 'jpeg').lower()}".replace(".jpeg", ".jpg")
+    if extension not in EXTENSIONS:
+        raise ApiError(415, f"{extension[1:].upper()} images are not indexed; send JPEG, PNG, BMP, WebP or GIF")
+    return extension
+
+
+def _write_once(target: os.PathLike[str], data: bytes) -> None:
+    path = os.fspath(target)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.exists(path):
+        partial = f"{path}.{os.getpid()}.part"
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+
+
+async def search(request: Request) -> Response:
+    svc = services(request)
+    data, fields = await read_upload(request)
+    top_k = params.integer({"topk": fields.get("topk", request.query_params.get("topk"))},
+                           "topk", svc.settings.top_k, 1, 100)
+    vector = await encode_upload(svc, data)
+    results = await search_vector(svc, vector, table(request), top_k, None)
+    return JSONResponse([[r.path, round(max(0.0, 2.0 - 2.0 * r.score), 6)] for r in results])
+
+
+async def count(request: Request) -> Response:
+    svc = services(request)
+    catalog = await blocking(svc.catalog)
+    return JSONResponse(await blocking(catalog.count, table(request)))
+
+
+async def drop(request: Request) -> Response:
+    svc = services(request)
+    require_api_key(request, svc.settings.api_key)
+    collection = table(request)
+    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
+    await blocking(vectors.drop, collection)
+    await blocking(catalog.drop, collection)
+    return JSONResponse("Successfully drop tables in Milvus and MySQL!")
+
+
+async def progress(request: Request) -> Response:
+    latest = services(request).runs.latest()
+    if latest is None:
+        return JSONResponse("current: 0, total: 0")
+    return JSONResponse(f"current: {latest.processed}, total: {latest.total or 0}")
+
+
+async def data(request: Request) -> Response:
+    """`/data?image_path=`: only a path that is indexed is served; anything else is 404."""
+    raw = request.query_params.get("image_path", "")
+    if not raw or "\x00" in raw:
+        raise ApiError(404, "no indexed image at that path")
+    catalog = await blocking(services(request).catalog)
+    # The client's path only selects a record; what is served is the record's own path.
+    record = await blocking(catalog.find_indexed_path, canonical_path(raw))
+    if record is None:
+        raise ApiError(404, "no indexed image at that path")
+    path = servable_path(record)
+    return FileResponse(path, media_type=media_type(path), headers=SAFE_HEADERS)
+
+
+ROUTES = [
+    Route("/img/load", load, methods=["POST"]),
+    Route("/img/upload", upload, methods=["POST"]),
+    Route("/img/search", search, methods=["POST"]),
+    Route("/img/count", count, methods=["POST"]),
+    Route("/img/drop", drop, methods=["POST"]),
+    Route("/progress", progress, methods=["GET"]),
+    Route("/data", data, methods=["GET"]),
+]
