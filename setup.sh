@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
 # Create .venv at the repository root, install imgsearch with its pinned
 # dependencies (constraints.txt is the lock) and provision the ResNet50 weights.
+#   ./setup.sh          what running imgsearch needs
+#   ./setup.sh --test   and what the tests need: the test extras and Debian's chromium
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
+WITH_TESTS=0
+[ "${1:-}" = "--test" ] && WITH_TESTS=1
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "imgsearch needs Python 3.11 or newer")'
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,dask]"
+if [ "$WITH_TESTS" = 1 ]; then
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,dask]"
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "installing Debian's chromium for the browser tests"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "note: install chromium (apt-get install chromium) to run the browser tests" >&2
+    fi
+  fi
+else
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dask]"
+fi
 .venv/bin/imgsearch weights

@@ -40,7 +40,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     services.encoder = await anyio.to_thread.run_sync(
         get_encoder, weights, current.pooling, current.batch_size
     )
-    services.batcher = QueryBatcher(services.encoder)
+    services.batcher = QueryBatcher(services.encoder, observe=app.state.metrics.batch_size.observe)
     services.batcher.start()
     for name, opener in (("database", services.catalog), ("Milvus", services.vectors)):
         try:

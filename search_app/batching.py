@@ -8,6 +8,7 @@ waits for nothing, and under load the model runs at batch efficiency.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import anyio.to_thread
 import numpy as np
@@ -16,9 +17,11 @@ from imgsearch.encoder import Encoder
 
 
 class QueryBatcher:
-    def __init__(self, encoder: Encoder, max_batch: int = 16) -> None:
+    def __init__(self, encoder: Encoder, max_batch: int = 16,
+                 observe: Callable[[int], None] | None = None) -> None:
         self.encoder = encoder
         self.max_batch = max_batch
+        self.observe = observe  # called with each forward pass' batch size
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # forward passes run, for tests and metrics
@@ -60,6 +63,8 @@ class QueryBatcher:
                 continue
             self.batches += 1
             self.largest = max(self.largest, len(live))
+            if self.observe is not None:
+                self.observe(len(live))
             for (_, future), vector in zip(live, vectors, strict=True):
                 if not future.done():
                     future.set_result(vector)

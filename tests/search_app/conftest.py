@@ -1,0 +1,98 @@
+"""A real uvicorn server on a free loopback port, over a real index of real photos."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from imgsearch.catalog import Catalog, forget_catalogs
+from imgsearch.discover import discover
+from imgsearch.encoder import get_encoder
+from imgsearch.indexing import index_chunk
+from imgsearch.samples import Photo
+from imgsearch.settings import Settings, get_settings, load_settings
+from imgsearch.vectors import VectorStore, forget_vector_stores
+from search_app.app import create_app
+from tests.conftest import write_folder
+
+COLLECTION = "http_photos"
+PHOTOS = 30
+
+
+@contextmanager
+def live_server(app: object) -> Iterator[str]:
+    """Serve `app` with uvicorn in a thread; yield its base URL; stop it cleanly."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@dataclass
+class Site:
+    url: str
+    settings: Settings
+    photos: list[Path]  # indexed into COLLECTION, in order
+    root: Path
+    catalog: Catalog
+    vectors: VectorStore
+    make: Callable[..., object]  # build another app on the same stores (other settings)
+
+    def client(self, **headers: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, headers=headers)
+
+    def index(self, folder: Path, collection: str) -> None:
+        encoder = get_encoder(self.settings.cache_dir / "resnet50_imagenet_notop.weights.h5")
+        index_chunk(discover(folder).images, collection, self.catalog, self.vectors, encoder)
+
+
+@pytest.fixture(scope="package")
+def site(
+    tmp_path_factory: pytest.TempPathFactory, weights: Path, photos: list[Photo], prefect_api: None
+) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("site")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATA_DIR", str(root / "data"))
+        patch.setenv("MAX_UPLOAD_MB", "3")
+        for name in ("MILVUS_URI", "DATABASE_URL", "MILVUS_HOST", "MYSQL_HOST", "DEFAULT_TABLE", "API_KEY"):
+            patch.delenv(name, raising=False)
+        get_settings.cache_clear()
+        settings = get_settings()
+        paths = write_folder(root / "photos", photos, PHOTOS, seed=7)
+        catalog = Catalog(settings.database_url)
+        vectors = VectorStore(settings.milvus_uri)
+        from imgsearch import vectors as vectors_module
+
+        vectors_module._STORES[settings.milvus_uri] = vectors  # the app shares this client
+        site = Site("", settings, sorted(paths), root, catalog, vectors,
+                    lambda **changes: create_app(load_settings(**changes)))
+        site.index(root / "photos", COLLECTION)
+        with live_server(create_app(settings)) as url:
+            site.url = url
+            yield site
+        forget_vector_stores()
+        forget_catalogs()
+        get_settings.cache_clear()

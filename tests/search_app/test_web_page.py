@@ -1,0 +1,87 @@
+"""The web page and /docs in real headless Chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imgsearch.samples import recompressed_copy
+from tests.conftest import ARTIFACTS, write_folder
+from tests.search_app.conftest import COLLECTION, Site
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+         "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if CHROMIUM is None:
+        if os.environ.get("IMGSEARCH_REQUIRE_BROWSER"):
+            pytest.fail("IMGSEARCH_REQUIRE_BROWSER is set but no chromium is installed")
+        pytest.skip("no chromium installed (setup.sh --test installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+def test_pick_an_image_then_click_a_result(browser: object, site: Site, tmp_path: Path) -> None:
+    query = recompressed_copy(site.photos[6], tmp_path / "query.jpg", scale=0.7, quality=50)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(site.url + "/")
+    page.wait_for_selector(f"#collection option[value='{COLLECTION}']", state="attached")
+    page.select_option("#collection", COLLECTION)
+    page.set_input_files("#file-input", str(query))
+    page.wait_for_selector("#results li")
+    first = page.locator("#results li").first
+    assert first.locator(".path").inner_text() == str(site.photos[6])
+    assert page.locator("#results li").count() == 10
+    assert page.locator("#results li img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+
+    second = page.locator("#results li").nth(1)
+    clicked = second.locator(".path").inner_text()
+    second.click()
+    page.wait_for_function("document.getElementById('results-title').textContent.startsWith('More like')")
+    paths = page.locator("#results li .path").all_inner_texts()
+    assert clicked not in paths and len(paths) == 10
+    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
+    assert errors == []
+    page.close()
+
+
+def test_load_folder_shows_progress_to_completion(browser: object, site: Site, photos: list,
+                                                  tmp_path: Path) -> None:
+    write_folder(tmp_path / "browser_load", photos, 4, seed=41)
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(site.url + "/")
+    page.fill("#index-path", str(tmp_path / "browser_load"))
+    page.fill("#index-collection", "browser_load")
+    page.click("#index-form button")
+    page.wait_for_function("document.getElementById('index-text').textContent.startsWith('Done')",
+                           timeout=180_000)
+    assert page.locator("#index-bar").evaluate("bar => bar.value") == 100
+    page.wait_for_selector("#collections li:has-text('browser_load')")
+    page.close()
+
+
+def test_docs_render_offline(browser: object, site: Site) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    external: list[str] = []
+    page.on("request", lambda request: None if request.url.startswith(site.url) or
+            request.url.startswith("data:") else external.append(request.url))
+    page.goto(site.url + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    assert page.locator(".opblock").count() >= 19
+    assert external == []
+    page.close()
