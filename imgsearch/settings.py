@@ -30,6 +30,9 @@ class Settings(BaseSettings):
 
     milvus_uri: str = Field("", description="Milvus Lite path or http(s):// server URI")
     milvus_token: str = ""
+    milvus_index: Literal["", "FLAT", "IVF_FLAT", "HNSW"] = Field(
+        "", description="index of new collections; empty: FLAT on Milvus Lite, HNSW on a server"
+    )
     database_url: str = Field("", description="SQLAlchemy URL of the catalog")
     default_table: str = "milvus_img_search"
     vector_dimension: int = 2048

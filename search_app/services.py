@@ -34,7 +34,9 @@ class Services:
 
     def vectors(self) -> VectorStore:
         current = self.settings
-        return get_vector_store(current.milvus_uri, current.milvus_token, current.vector_dimension)
+        return get_vector_store(
+        current.milvus_uri, current.milvus_token, current.vector_dimension, current.milvus_index
+    )
 
 
 async def blocking(function: Callable[..., T], *args: object) -> T:

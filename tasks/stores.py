@@ -23,7 +23,9 @@ def catalog() -> Catalog:
 
 def vector_store() -> VectorStore:
     current = get_settings()
-    return get_vector_store(current.milvus_uri, current.milvus_token, current.vector_dimension)
+    return get_vector_store(
+        current.milvus_uri, current.milvus_token, current.vector_dimension, current.milvus_index
+    )
 
 
 def encoder() -> Encoder:

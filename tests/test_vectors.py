@@ -66,3 +66,14 @@ def test_labels_with_quotes_and_backslashes_match_exactly(tmp_path: Path) -> Non
         assert [hit.id for hit in store.search("c", vectors[:1], 10, label=label)[0]] == [number]
     with pytest.raises(ValueError, match="control characters"):
         store.search("c", vectors[:1], 10, label="bad\nlabel")
+
+
+@pytest.mark.parametrize("index_type", ["IVF_FLAT", "HNSW"])
+def test_other_index_types_are_created_and_searched(tmp_path: Path, index_type: str) -> None:
+    store = VectorStore(str(tmp_path / "m.db"), index_type=index_type)
+    vectors = unit(300, seed=3)
+    store.upsert("c", list(range(300)), vectors, [["x"]] * 300, ["/f"] * 300)
+    assert store.client.describe_index("c", "vector")["index_type"] == index_type
+    assert store.search("c", vectors[7:8], 5)[0][0].id == 7
+    reopened = VectorStore(str(tmp_path / "m2.db"))  # the default (FLAT) does not change old collections
+    assert reopened.index_type == "FLAT"
