@@ -174,6 +174,13 @@ def serve(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def bench(arguments: argparse.Namespace) -> int:
+    from cli.bench import run
+
+    run(arguments.quick, arguments.count, arguments.workdir, arguments.json_file)
+    return 0
+
+
 def _class_names() -> list[str] | None:
     from imgsearch.weights import WeightsError, imagenet_labels
 

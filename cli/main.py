@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive, default=1,
                        help="processes; more than 1 needs a Milvus server (MILVUS_URI=http://...)")
 
+    bench = command("bench", run.bench, "Measure speed side by side: model, seed, index, search, Milvus.")
+    bench.add_argument("--quick", action="store_true", help="300 photos instead of 2,000")
+    bench.add_argument("--count", type=_positive, default=None, help="corpus size")
+    bench.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
+    bench.add_argument("--json", type=Path, default=None, dest="json_file", metavar="FILE")
+
     sample = command("sample", run.sample, "Write a VOC-layout sample set made from real photos.")
     sample.add_argument("dest", type=Path)
     sample.add_argument("--count", type=_positive, default=200)

@@ -44,12 +44,11 @@ def index_images(
     started = time.perf_counter()
     settings = get_settings()
     collection = check_collection_name(collection or settings.default_table)
-    model = load_model.submit()
     discovery = discover_images(path)
     plan = plan_index(discovery, collection, chunk_size or settings.chunk_size)
     progress = Progress(collection, plan.total, done=plan.unchanged)
     if plan.chunks:
-        model.result()  # a missing-weights error fails the run once, in its own task run
+        load_model()  # only when there is work; missing weights fail the run once, here
 
     chunk_task = index_chunk.with_options(
         retries=retries,

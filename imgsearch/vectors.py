@@ -108,6 +108,10 @@ class VectorStore:
         # its FLAT index is ready at once, so Lite does not wait.
         self.client.create_index(name, index, sync=not self.is_lite)
 
+    def exists(self, name: str) -> bool:
+        """`has_collection`, answered from memory once the collection is known."""
+        return name in self._ready or self.has_collection(name)
+
     def has_collection(self, name: str) -> bool:
         with _errors("list collections"):
             return bool(self.client.has_collection(name))

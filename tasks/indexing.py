@@ -28,7 +28,7 @@ def discover_images(path: str) -> Discovery:
 
 @task(name="load-model", cache_policy=NONE, retries=1)
 def load_model() -> None:
-    """Build the process' encoder while discovery and planning run."""
+    """Build the process' encoder (once per process) before the chunks need it."""
     encoder = stores.encoder()
     get_run_logger().info("ResNet50 ready (%s pooling, batch %d)", encoder.pooling, encoder.batch_size)
 

@@ -1,0 +1,319 @@
+"""`imgsearch bench`: how fast, measured side by side in one run.
+
+(a) the model's limit, (b) the seed's method, (c) `index` end to end with its
+peak memory, (d) a re-run after 1% of the files changed, (e) `/api/search`
+over HTTP beside the bare model's single-image time, (f) Milvus search alone.
+Indexing and serving run as real `imgsearch` processes on a generated
+VOC-like corpus; the model measurements run in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgsearch.samples import augment, make_voc_sample
+from imgsearch.settings import get_settings
+from imgsearch.weights import find_weights, imagenet_labels
+
+IMGSEARCH = str(Path(sys.executable).parent / "imgsearch")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def timed(function: Callable[[], object], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+# -- (a) and the single-image time --------------------------------------------------
+def model_limit(weights: Path, seconds: float) -> dict[str, Any]:
+    """Bare ResNet50 forward on already-preprocessed batches."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.applications.ResNet50(include_top=False, weights=str(weights), pooling="avg")
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    rng = np.random.default_rng(0)
+    rates = {}
+    for batch in (1, 16, 32, 64):
+        pixels = keras.applications.resnet50.preprocess_input(
+            rng.integers(0, 255, (batch, 224, 224, 3)).astype(np.float32))
+        tensor = tf.constant(pixels)
+        forward(tensor).numpy()  # trace and warm up
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds or done < 3 * batch:
+            forward(tensor).numpy()
+            done += batch
+        rates[batch] = done / (time.perf_counter() - started)
+    single = tf.constant(keras.applications.resnet50.preprocess_input(
+        rng.integers(0, 255, (1, 224, 224, 3)).astype(np.float32)))
+    single_times = timed(lambda: forward(single).numpy(), 30)
+    best = max(rates, key=rates.get)  # type: ignore[arg-type]
+    return {"images_per_second": rates[best], "best_batch": best,
+            "by_batch": {str(k): round(v, 2) for k, v in rates.items()},
+            "single_image_ms": 1000 * statistics.median(single_times)}
+
+
+# -- (b) ------------------------------------------------------------------------------
+def seed_method(weights: Path, files: list[Path]) -> dict[str, Any]:
+    """The bootcamp's encode.py: load_img + predict, one image at a time, max pooling."""
+    import keras
+
+    model = keras.applications.ResNet50(include_top=False, weights=str(weights), pooling="max",
+                                        input_shape=(224, 224, 3))
+
+    def encode(path: Path) -> np.ndarray:
+        image = keras.utils.load_img(str(path), target_size=(224, 224))
+        array = np.expand_dims(keras.utils.img_to_array(image), axis=0)
+        feature = model.predict(keras.applications.resnet50.preprocess_input(array), verbose=0)
+        return feature[0] / np.linalg.norm(feature[0])
+
+    encode(files[0])
+    started = time.perf_counter()
+    for path in files:
+        encode(path)
+    return {"images_per_second": len(files) / (time.perf_counter() - started), "images": len(files)}
+
+
+# -- (c), (d) -------------------------------------------------------------------------
+def run_measured(arguments: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float, int]:
+    """Run an `imgsearch` command; return it, its wall seconds and its peak RSS in bytes."""
+    import psutil
+
+    started = time.perf_counter()
+    process = subprocess.Popen([IMGSEARCH, *arguments], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    watched = psutil.Process(process.pid)
+    peak = 0
+    output: dict[str, str] = {}
+    reader = threading.Thread(target=lambda: output.update(zip(("out", "err"), process.communicate())))
+    reader.start()
+    while reader.is_alive():
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    reader.join()
+    seconds = time.perf_counter() - started
+    done = subprocess.CompletedProcess(process.args, process.returncode, output.get("out", ""), output.get("err", ""))
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(arguments)} failed: {done.stderr.strip().splitlines()[-3:]}")
+    return done, seconds, peak
+
+
+def change_files(files: list[Path], fraction: float, seed: int) -> list[Path]:
+    from PIL import Image
+
+    rng = random.Random(seed)
+    chosen = rng.sample(files, max(1, round(len(files) * fraction)))
+    for path in chosen:
+        with Image.open(path) as image:
+            changed = augment(image.convert("RGB"), rng, image.size)
+        changed.save(path, quality=88)
+    return chosen
+
+
+# -- (e) ------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def search_latency(url: str, image: bytes, requests: int, concurrency: int) -> dict[str, Any]:
+    import httpx
+
+    def worker(count: int) -> list[float]:
+        times = []
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for _ in range(count):
+                started = time.perf_counter()
+                response = client.post("/api/search", files={"image": ("q.jpg", image, "image/jpeg")},
+                                       params={"top_k": 10})
+                response.raise_for_status()
+                times.append(time.perf_counter() - started)
+        return times
+
+    per_worker = max(1, requests // concurrency)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        times = [t for chunk in pool.map(worker, [per_worker] * concurrency) for t in chunk]
+    elapsed = time.perf_counter() - started
+    return {"p50_ms": 1000 * percentile(times, 50), "p99_ms": 1000 * percentile(times, 99),
+            "qps": len(times) / elapsed, "requests": len(times), "concurrency": concurrency}
+
+
+def serve_and_measure(env: dict[str, str], image: bytes, requests: int) -> dict[str, Any]:
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen([IMGSEARCH, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("imgsearch serve did not become healthy")
+            time.sleep(0.5)
+        search_latency(url, image, 8, 1)  # warm up
+        return {"c1": search_latency(url, image, requests, 1),
+                "c8": search_latency(url, image, requests * 2, 8)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+# -- (f) ------------------------------------------------------------------------------
+def milvus_alone(folder: Path, sizes: list[int], index_type: str) -> dict[str, Any]:
+    from imgsearch.vectors import VectorStore
+
+    store = VectorStore(str(folder / f"milvus-{index_type.lower()}.db"), index_type=index_type)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(500, 2048)).astype(np.float32)
+    results, stored = {}, 0
+    for size in sizes:
+        while stored < size:
+            count = min(5000, size - stored)
+            vectors = centres[rng.integers(0, 500, count)] + rng.normal(size=(count, 2048)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            store.upsert("bench", list(range(stored, stored + count)), vectors, [["x"]] * count, ["/f"] * count)
+            stored += count
+        store.client.flush("bench")
+        store.client.release_collection("bench")
+        store.client.load_collection("bench")
+        queries = rng.normal(size=(60, 2048)).astype(np.float32)
+        store.search("bench", queries[:1], 10)
+        times = [timed(lambda q=q: store.search("bench", q[np.newaxis], 10), 1)[0] for q in queries]
+        results[str(size)] = {"p50_ms": 1000 * percentile(times, 50), "p99_ms": 1000 * percentile(times, 99)}
+    store.drop("bench")
+    store.close()
+    return results
+
+
+def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | None) -> dict[str, Any]:
+    settings = get_settings()
+    weights = find_weights(settings.cache_dir, settings.weights)
+    images = count or (300 if quick else 2000)
+    root = workdir or Path(tempfile.mkdtemp(prefix="imgsearch-bench-"))
+    say = lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True)  # noqa: E731
+    say(f"generating {images} VOC-like photos under {root}")
+    year = make_voc_sample(root / "corpus", images, settings.cache_dir, imagenet_labels(settings.cache_dir), seed=1)
+    files = sorted((year / "JPEGImages").glob("*.jpg"))
+    env = {**os.environ, "DATA_DIR": str(root / "data"), "PREFECT_HOME": str(root / "prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    for name in ("MILVUS_URI", "DATABASE_URL", "MILVUS_HOST", "MYSQL_HOST"):
+        env.pop(name, None)
+    report: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "images": images, "quick": quick}
+
+    say("(a) model limit")
+    report["a_model"] = model_limit(weights, seconds=3 if quick else 8)
+    say("(b) the seed's method")
+    report["b_seed"] = seed_method(weights, files[: 40 if quick else 100])
+    say("(c) imgsearch index, end to end")
+    done, seconds, peak = run_measured(["index", str(root / "corpus"), "--json"], env)
+    summary = json.loads(done.stdout)
+    report["c_index"] = {"images_per_second": summary["images_per_second"], "flow_seconds": summary["seconds"],
+                         "wall_seconds": seconds, "wall_images_per_second": images / seconds,
+                         "peak_rss_mb": peak / 2**20, "indexed": summary["indexed"]}
+    say("(d) re-run after 1% changed")
+    changed = change_files(files, 0.01, seed=2)
+    done, reseconds, _ = run_measured(["index", str(root / "corpus"), "--json"], env)
+    rerun = json.loads(done.stdout)
+    report["d_rerun"] = {"changed": len(changed), "embedded": rerun["embedded"], "wall_seconds": reseconds,
+                         "flow_seconds": rerun["seconds"]}
+    say("(e) /api/search over HTTP")
+    from imgsearch.samples import recompressed_copy
+
+    query = recompressed_copy(files[len(files) // 2], root / "query.jpg", scale=1.0, quality=75).read_bytes()
+    report["e_search"] = serve_and_measure(env, query, requests=40 if quick else 200)
+    say("(f) Milvus search alone")
+    sizes = [17125] if quick else [17125, 100000]
+    report["f_milvus"] = {kind: milvus_alone(root, sizes, kind) for kind in ("FLAT", "IVF_FLAT")}
+
+    a, b, c = (report["a_model"]["images_per_second"], report["b_seed"]["images_per_second"],
+               report["c_index"]["images_per_second"])
+    e = report["e_search"]
+    report["ratios"] = {
+        "c/a": c / a, "c_wall/a": report["c_index"]["wall_images_per_second"] / a, "c/b": c / b,
+        "d/c": report["d_rerun"]["wall_seconds"] / report["c_index"]["wall_seconds"],
+        "e_p50/single": e["c1"]["p50_ms"] / report["a_model"]["single_image_ms"],
+        "qps8/qps1": e["c8"]["qps"] / e["c1"]["qps"],
+    }
+    print(render(report))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def render(report: dict[str, Any]) -> str:
+    a, b, c, d, e = (report[k] for k in ("a_model", "b_seed", "c_index", "d_rerun", "e_search"))
+    r = report["ratios"]
+    rows = [
+        ("machine", f"{report['cpu']}, {report['cores']} cores; corpus {report['images']} photos 500x375"),
+        ("(a) model limit", f"{a['images_per_second']:.1f} images/s at batch {a['best_batch']} "
+                            f"(by batch: {a['by_batch']}); single image {a['single_image_ms']:.1f} ms"),
+        ("(b) seed's method", f"{b['images_per_second']:.1f} images/s (load_img + predict, one at a time)"),
+        ("(c) index end to end", f"{c['images_per_second']:.1f} images/s in the flow ({c['flow_seconds']:.1f} s), "
+                                 f"{c['wall_images_per_second']:.1f} images/s wall ({c['wall_seconds']:.1f} s); "
+                                 f"peak RSS {c['peak_rss_mb']:.0f} MB"),
+        ("(d) re-run, 1% changed", f"{d['wall_seconds']:.1f} s wall ({d['flow_seconds']:.1f} s in the flow), "
+                                   f"{d['embedded']} of {d['changed']} changed files embedded"),
+        ("(e) /api/search, c=1", f"p50 {e['c1']['p50_ms']:.1f} ms, p99 {e['c1']['p99_ms']:.1f} ms, "
+                                 f"{e['c1']['qps']:.1f} QPS"),
+        ("(e) /api/search, c=8", f"p50 {e['c8']['p50_ms']:.1f} ms, p99 {e['c8']['p99_ms']:.1f} ms, "
+                                 f"{e['c8']['qps']:.1f} QPS"),
+    ]
+    for kind, sizes in report["f_milvus"].items():
+        for size, figures in sizes.items():
+            rows.append((f"(f) Milvus Lite {kind}, {int(size):,} vectors",
+                         f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms"))
+    rows += [
+        ("c/a (target >= 0.95)", f"{r['c/a']:.3f} (wall: {r['c_wall/a']:.3f})"),
+        ("c/b (target >= 1.5)", f"{r['c/b']:.2f}"),
+        ("d/c (target <= 0.05)", f"{r['d/c']:.3f}"),
+        ("e p50 / single image", f"{r['e_p50/single']:.2f} "
+                                 f"(target p50 <= 1.15 x {a['single_image_ms']:.1f} + 10 = "
+                                 f"{1.15 * a['single_image_ms'] + 10:.1f} ms)"),
+        ("QPS(8)/QPS(1) (target >= 1.5)", f"{r['qps8/qps1']:.2f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"| {name.ljust(width)} | {value} |" for name, value in rows)
