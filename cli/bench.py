@@ -229,10 +229,48 @@ def milvus_alone(folder: Path, sizes: list[int], index_type: str) -> dict[str, A
     return results
 
 
-def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | None) -> dict[str, Any]:
+# -- (g) ------------------------------------------------------------------------------
+def reduced_precision(weights: Path, files: list[Path], queries: int, database: int) -> dict[str, Any]:
+    """bf16 against fp32: speed at batch 32, and mean overlap of the top-10 over `queries`."""
+    import io
+
+    from PIL import Image
+
+    from imgsearch.decode import decode_image
+    from imgsearch.encoder import Encoder
+
+    def recompressed(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            buffer = io.BytesIO()
+            image.convert("RGB").resize((image.width * 4 // 5, image.height * 4 // 5)).save(buffer, "JPEG",
+                                                                                           quality=60)
+        return decode_image(buffer.getvalue()).pixels
+
+    chosen = files[:database]
+    pixels = np.stack([decode_image(path.read_bytes()).pixels for path in chosen])
+    asked = np.stack([recompressed(path) for path in chosen[:queries]])
+    figures: dict[str, Any] = {}
+    top10 = {}
+    for precision in ("fp32", "bf16"):
+        encoder = Encoder(weights, precision=precision)  # type: ignore[arg-type]
+        encoder.embed(pixels[:32])
+        started = time.perf_counter()
+        stored = encoder.embed(pixels)
+        figures[f"{precision}_images_per_second"] = len(pixels) / (time.perf_counter() - started)
+        top10[precision] = np.argsort(-(encoder.embed(asked) @ stored.T), axis=1)[:, :10]
+    overlap = [len(set(a) & set(b)) / 10 for a, b in zip(top10["fp32"], top10["bf16"], strict=True)]
+    figures.update(agreement=float(np.mean(overlap)), queries=len(asked), database=len(pixels),
+                   speedup=figures["bf16_images_per_second"] / figures["fp32_images_per_second"])
+    return figures
+
+
+def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | None,
+        smoke: bool = False) -> dict[str, Any]:
+    """The whole benchmark; `smoke` shrinks every stage to seconds (CI checks it yields figures)."""
     settings = get_settings()
     weights = find_weights(settings.cache_dir, settings.weights)
-    images = count or (300 if quick else 2000)
+    quick = quick or smoke
+    images = count or (24 if smoke else 300 if quick else 2000)
     root = workdir or Path(tempfile.mkdtemp(prefix="imgsearch-bench-"))
     say = lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True)  # noqa: E731
     say(f"generating {images} VOC-like photos under {root}")
@@ -245,9 +283,9 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     report: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "images": images, "quick": quick}
 
     say("(a) model limit")
-    report["a_model"] = model_limit(weights, seconds=3 if quick else 8)
+    report["a_model"] = model_limit(weights, seconds=0.3 if smoke else 3 if quick else 8)
     say("(b) the seed's method")
-    report["b_seed"] = seed_method(weights, files[: 40 if quick else 100])
+    report["b_seed"] = seed_method(weights, files[: 8 if smoke else 40 if quick else 100])
     say("(c) imgsearch index, end to end")
     done, seconds, peak = run_measured(["index", str(root / "corpus"), "--json"], env)
     summary = json.loads(done.stdout)
@@ -264,10 +302,14 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     from imgsearch.samples import recompressed_copy
 
     query = recompressed_copy(files[len(files) // 2], root / "query.jpg", scale=1.0, quality=75).read_bytes()
-    report["e_search"] = serve_and_measure(env, query, requests=40 if quick else 200)
+    report["e_search"] = serve_and_measure(env, query, requests=8 if smoke else 40 if quick else 200)
     say("(f) Milvus search alone")
-    sizes = [17125] if quick else [17125, 100000]
+    sizes = [2000] if smoke else [17125] if quick else [17125, 100000]
     report["f_milvus"] = {kind: milvus_alone(root, sizes, kind) for kind in ("FLAT", "IVF_FLAT")}
+
+    say("(g) bf16 against fp32")
+    report["g_precision"] = reduced_precision(weights, files, queries=20 if smoke else 200,
+                                              database=len(files) if quick else 1000)
 
     a, b, c = (report["a_model"]["images_per_second"], report["b_seed"]["images_per_second"],
                report["c_index"]["images_per_second"])
@@ -306,6 +348,10 @@ def render(report: dict[str, Any]) -> str:
         for size, figures in sizes.items():
             rows.append((f"(f) Milvus Lite {kind}, {int(size):,} vectors",
                          f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms"))
+    g = report["g_precision"]
+    rows.append(("(g) bf16 (mixed_bfloat16)", f"{g['bf16_images_per_second']:.1f} vs fp32 "
+                 f"{g['fp32_images_per_second']:.1f} images/s (x{g['speedup']:.2f}); top-10 agreement "
+                 f"{g['agreement']:.3f} over {g['queries']} queries in {g['database']} images"))
     rows += [
         ("c/a (target >= 0.95)", f"{r['c/a']:.3f} (wall: {r['c_wall/a']:.3f})"),
         ("c/b (target >= 1.5)", f"{r['c/b']:.2f}"),

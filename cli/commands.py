@@ -174,10 +174,48 @@ def serve(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def deploy(arguments: argparse.Namespace) -> int:
+    from deployments.definitions import prefect_yaml, runner_deployments
+
+    if arguments.write_prefect_yaml:
+        arguments.write_prefect_yaml.write_text(prefect_yaml(arguments.sync_path, arguments.collection))
+        print(f"wrote {arguments.write_prefect_yaml}")
+        return 0
+    from prefect import serve as serve_deployments
+
+    # pause_on_shutdown=False: stopping the runner must not leave the schedules paused.
+    serve_deployments(*runner_deployments(arguments.sync_path, arguments.collection),
+                      pause_on_shutdown=False)
+    return 0
+
+
 def bench(arguments: argparse.Namespace) -> int:
     from cli.bench import run
 
-    run(arguments.quick, arguments.count, arguments.workdir, arguments.json_file)
+    run(arguments.quick, arguments.count, arguments.workdir, arguments.json_file, arguments.smoke)
+    return 0
+
+
+def evaluate(arguments: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import random
+
+    from imgsearch.evaluation import FeatureMaps, evaluate as measure, render
+    from imgsearch.weights import find_weights
+
+    current = settings()
+    images = [image for image in discover(arguments.path).images if image.labels]
+    if len(images) < 2:
+        raise DiscoveryError(f"need at least 2 labelled images under {arguments.path}")
+    if arguments.limit and len(images) > arguments.limit:
+        images = sorted(random.Random(0).sample(images, arguments.limit), key=lambda image: image.path)
+    maps = FeatureMaps(find_weights(current.cache_dir, current.weights), current.batch_size)
+    result = measure(images, maps, queries=arguments.queries)
+    print(f"{result.images} images, {len({l for i in images for l in i.labels})} labels\n")
+    print(render(result))
+    if arguments.json_file:
+        arguments.json_file.write_text(json.dumps(dataclasses.asdict(result), indent=2))
     return 0
 
 

@@ -105,11 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive, default=1,
                        help="processes; more than 1 needs a Milvus server (MILVUS_URI=http://...)")
 
+    deploy = command("deploy", run.deploy, "Serve the index, sync and reconcile deployments (Prefect runner).")
+    deploy.add_argument("--sync-path", default=None, help="folder the scheduled sync keeps (default: SYNC_PATH)")
+    _collection(deploy)
+    deploy.add_argument("--write-prefect-yaml", type=Path, default=None, metavar="FILE",
+                        help="write the prefect.yaml for `prefect deploy --all` instead of serving")
+
     bench = command("bench", run.bench, "Measure speed side by side: model, seed, index, search, Milvus.")
     bench.add_argument("--quick", action="store_true", help="300 photos instead of 2,000")
+    bench.add_argument("--smoke", action="store_true", help="every stage tiny: checks it runs, not speed")
     bench.add_argument("--count", type=_positive, default=None, help="corpus size")
     bench.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
     bench.add_argument("--json", type=Path, default=None, dest="json_file", metavar="FILE")
+
+    evaluate = command("eval", run.evaluate, "Measure retrieval quality on a labelled folder or VOC tree.")
+    evaluate.add_argument("path")
+    evaluate.add_argument("--limit", type=_positive, default=None, help="use at most this many images")
+    evaluate.add_argument("--queries", type=_positive, default=100, help="originals given each edit")
+    evaluate.add_argument("--json", type=Path, default=None, dest="json_file", metavar="FILE")
 
     sample = command("sample", run.sample, "Write a VOC-layout sample set made from real photos.")
     sample.add_argument("dest", type=Path)

@@ -25,6 +25,7 @@ from imgsearch.decode import INPUT_SIZE
 from imgsearch.weights import HOW_TO_PROVIDE, WeightsError
 
 Pooling = Literal["avg", "max"]
+Precision = Literal["fp32", "bf16"]
 FEATURE_DIM = 2048
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,12 +34,21 @@ R = TypeVar("R")
 class Encoder:
     """A ResNet50 built once; `embed` is safe to call from several threads."""
 
-    def __init__(self, weights: Path, pooling: Pooling = "avg", batch_size: int = 32) -> None:
+    def __init__(
+        self, weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
+    ) -> None:
         import keras
         import tensorflow as tf
 
         self.pooling = pooling
         self.batch_size = batch_size
+        self.precision = precision
+        # bf16: Keras' mixed_bfloat16 policy (float32 variables, bfloat16 compute),
+        # fast where the CPU has AVX512-BF16 or AMX. The policy is global in Keras,
+        # so it is set only while this model's layers are built.
+        previous = keras.config.dtype_policy()
+        if precision == "bf16":
+            keras.config.set_dtype_policy("mixed_bfloat16")
         try:
             self.model = keras.applications.ResNet50(
                 include_top=False,
@@ -50,6 +60,8 @@ class Encoder:
             raise WeightsError(
                 f"{weights} does not hold ResNet50 no-top weights ({str(error)[:200]}); {HOW_TO_PROVIDE}"
             ) from None
+        finally:
+            keras.config.set_dtype_policy(previous)
         untouched = untrained_layers(self.model)
         if untouched:
             raise WeightsError(
@@ -63,7 +75,7 @@ class Encoder:
         )
         def forward(pixels: tf.Tensor) -> tf.Tensor:
             features = self.model(preprocess(tf.cast(pixels, tf.float32)), training=False)
-            return tf.math.l2_normalize(features, axis=1)
+            return tf.math.l2_normalize(tf.cast(features, tf.float32), axis=1)
 
         self._forward = forward
         self._lock = threading.Lock()
@@ -121,14 +133,16 @@ def prefetch_map(
             yield future.result()
 
 
-_ENCODERS: dict[tuple[str, str, int], Encoder] = {}
+_ENCODERS: dict[tuple[str, str, int, str], Encoder] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
-def get_encoder(weights: Path, pooling: Pooling = "avg", batch_size: int = 32) -> Encoder:
-    """The process' encoder for these weights and pooling, built on first use."""
-    key = (str(weights), pooling, batch_size)
+def get_encoder(
+    weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
+) -> Encoder:
+    """The process' encoder for these weights, pooling and precision, built on first use."""
+    key = (str(weights), pooling, batch_size, precision)
     with _ENCODERS_LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = Encoder(weights, pooling, batch_size)
+            _ENCODERS[key] = Encoder(weights, pooling, batch_size, precision)
         return _ENCODERS[key]

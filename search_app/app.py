@@ -38,7 +38,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     current = services.settings
     weights = find_weights(current.cache_dir, current.weights)
     services.encoder = await anyio.to_thread.run_sync(
-        get_encoder, weights, current.pooling, current.batch_size
+        get_encoder, weights, current.pooling, current.batch_size, current.precision
     )
     services.batcher = QueryBatcher(services.encoder, observe=app.state.metrics.batch_size.observe)
     services.batcher.start()

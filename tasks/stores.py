@@ -31,4 +31,4 @@ def vector_store() -> VectorStore:
 def encoder() -> Encoder:
     current = get_settings()
     weights = find_weights(current.cache_dir, current.weights)
-    return get_encoder(weights, current.pooling, current.batch_size)
+    return get_encoder(weights, current.pooling, current.batch_size, current.precision)

@@ -1,0 +1,64 @@
+"""`sync_folder` keeps a collection equal to a folder; `reconcile` keeps Milvus equal to the catalog."""
+
+from __future__ import annotations
+
+import os
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from prefect.futures import wait
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.index import index_images
+from imgsearch.indexing import chunk_size_for
+from imgsearch.settings import check_collection_name, get_settings
+from tasks.indexing import index_chunk, load_model
+from tasks.sync import find_divergence, remove_gone_files, repair_without_model
+
+
+def _sync_name() -> str:
+    parameters = flow_run.parameters
+    collection = parameters.get("collection") or get_settings().default_table
+    return f"sync {os.path.basename(str(parameters['path']).rstrip('/')) or '/'} into {collection}"
+
+
+@flow(name="sync-folder", flow_run_name=_sync_name)
+def sync_folder(
+    path: str, collection: str | None = None, chunk_size: int | None = None,
+    retries: int = 3, retry_delay_seconds: float = 2.0,
+) -> dict[str, object]:
+    """Index new and changed files (moved ones reuse their vector), then remove gone ones."""
+    collection = check_collection_name(collection or get_settings().default_table)
+    summary = index_images(path=path, collection=collection, chunk_size=chunk_size, retries=retries,
+                           retry_delay_seconds=retry_delay_seconds)
+    summary = {key: value for key, value in summary.items() if key != "failures"}
+    summary["removed"] = remove_gone_files(path, collection)
+    create_table_artifact([{"metric": k, "value": v} for k, v in summary.items()],
+                          key=("sync-summary-" + collection.lower().replace("_", "-"))[:100],
+                          description=f"Sync of {path} into {collection}")
+    return summary
+
+
+@flow(name="reconcile", flow_run_name="reconcile {collection}",
+      task_runner=ThreadPoolTaskRunner(max_workers=2))
+def reconcile(collection: str | None = None) -> dict[str, int]:
+    """Find and repair divergence between Milvus and the catalog; report what was fixed."""
+    settings = get_settings()
+    collection = check_collection_name(collection or settings.default_table)
+    divergence = find_divergence(collection)
+    repair_without_model(divergence, collection)
+    todo = divergence.to_reindex
+    if todo:
+        load_model()
+        size = chunk_size_for(len(todo), settings.chunk_size, settings.batch_size, 4)
+        chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
+        futures = [index_chunk.submit(chunk, collection, n, len(chunks)) for n, chunk in enumerate(chunks, 1)]
+        wait(futures)
+        for future in futures:
+            future.result()  # a chunk that failed all its retries fails the run, naming why
+    fixed = divergence.as_dict()
+    create_table_artifact([{"repair": k, "count": v} for k, v in fixed.items()],
+                          key=("reconcile-" + collection.lower().replace("_", "-"))[:100],
+                          description=f"Divergence repaired in {collection}")
+    return fixed

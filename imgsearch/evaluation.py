@@ -1,0 +1,164 @@
+"""Retrieval quality: leave-one-out ranking metrics and near-duplicate recall.
+
+One forward pass per image to the last feature map (7x7x2048); every pooling
+compared (avg, max, GeM p=3) is computed from the same maps, so the choice of
+pooling is measured on identical inputs. Relevant = shares a label.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+from imgsearch.decode import decode_image
+from imgsearch.discover import FoundImage
+
+POOLINGS = ("avg", "max", "gem")
+GEM_P = 3.0
+
+
+def gem(maps: np.ndarray, p: float = GEM_P) -> np.ndarray:
+    """Generalised mean pooling over the spatial axes (maps are post-ReLU, >= 0)."""
+    return np.power(np.mean(np.power(np.maximum(maps, 1e-6), p), axis=(1, 2)), 1.0 / p)
+
+
+def pool(maps: np.ndarray, kind: str) -> np.ndarray:
+    pooled = {"avg": lambda m: m.mean(axis=(1, 2)), "max": lambda m: m.max(axis=(1, 2)), "gem": gem}[kind](maps)
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+class FeatureMaps:
+    """ResNet50 without pooling: (N, 224, 224, 3) uint8 -> (N, 7, 7, 2048) float32."""
+
+    def __init__(self, weights: Path, batch_size: int = 32) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.model = keras.applications.ResNet50(include_top=False, weights=str(weights), pooling=None)
+        preprocess = keras.applications.resnet50.preprocess_input
+        self.batch_size = batch_size
+        self._forward = tf.function(
+            lambda pixels: self.model(preprocess(tf.cast(pixels, tf.float32)), training=False),
+            input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.uint8)],
+        )
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        parts = [self._forward(pixels[i : i + self.batch_size]).numpy()
+                 for i in range(0, len(pixels), self.batch_size)]
+        return np.concatenate(parts)
+
+
+def ranking_metrics(features: np.ndarray, labels: Sequence[frozenset[str]]) -> dict[str, float]:
+    """Leave-one-out: each image queries all others. P@1, P@10, mAP@10, full mAP."""
+    similarity = features @ features.T
+    np.fill_diagonal(similarity, -np.inf)
+    order = np.argsort(-similarity, axis=1)[:, :-1]  # drop self, ranked last
+    vocabulary = sorted(set().union(*labels))
+    onehot = np.zeros((len(labels), len(vocabulary)), dtype=np.float32)
+    for row, names in enumerate(labels):
+        onehot[row, [vocabulary.index(name) for name in names]] = 1.0
+    shares = (onehot @ onehot.T) > 0
+    relevance = np.take_along_axis(shares, order, axis=1)
+    p1, p10, ap10, ap = [], [], [], []
+    for relevant in relevance:
+        total = int(relevant.sum())
+        if total == 0:
+            continue  # a query with no relevant image has no defined precision
+        hits = np.cumsum(relevant)
+        ranks = np.arange(1, len(relevant) + 1)
+        precision = hits / ranks
+        p1.append(float(relevant[0]))
+        p10.append(float(relevant[:10].mean()))
+        ap10.append(float((precision[:10] * relevant[:10]).sum() / min(10, total)))
+        ap.append(float((precision * relevant).sum() / total))
+    return {"queries": len(p1), "P@1": float(np.mean(p1)), "P@10": float(np.mean(p10)),
+            "mAP@10": float(np.mean(ap10)), "mAP": float(np.mean(ap))}
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def edits(rng: random.Random) -> dict[str, Callable[[Image.Image], Image.Image]]:
+    """The near-duplicate edits a user's copy of a photo typically went through."""
+
+    def crop(image: Image.Image) -> Image.Image:
+        w, h = image.size
+        keep = rng.uniform(0.7, 0.85)
+        left, top = rng.randint(0, int(w * (1 - keep))), rng.randint(0, int(h * (1 - keep)))
+        return image.crop((left, top, left + int(w * keep), top + int(h * keep)))
+
+    def jitter(image: Image.Image) -> Image.Image:
+        image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.75, 1.25))
+        image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.75, 1.25))
+        return ImageEnhance.Color(image).enhance(rng.uniform(0.7, 1.3))
+
+    return {
+        "crop": crop,
+        "resize": lambda image: image.resize((image.width // 3, image.height // 3), Image.Resampling.BILINEAR),
+        "jpeg_q30": lambda image: _jpeg(image, 30),
+        "flip": ImageOps.mirror,
+        "colour_jitter": jitter,
+        "rotate_10": lambda image: image.rotate(10, resample=Image.Resampling.BILINEAR, expand=False),
+    }
+
+
+def pixels_of(image: Image.Image) -> np.ndarray:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")  # lossless hand-over to the same decoder the system uses
+    return decode_image(buffer.getvalue()).pixels
+
+
+@dataclass
+class Evaluation:
+    images: int
+    ranking: dict[str, dict[str, float]]  # pooling -> metrics
+    near_duplicates: dict[str, dict[str, dict[str, float]]]  # pooling -> edit -> recall@1/@10
+    best: str
+
+
+def evaluate(images: Sequence[FoundImage], maps_of: Callable[[np.ndarray], np.ndarray],
+             queries: int = 100, seed: int = 0) -> Evaluation:
+    """Measure every pooling on `images` (labelled); `queries` originals get each edit."""
+    originals = [Image.open(image.path).convert("RGB") for image in images]
+    maps = maps_of(np.stack([pixels_of(image) for image in originals]))
+    labels = [frozenset(image.labels) for image in images]
+    rng = random.Random(seed)
+    chosen = rng.sample(range(len(images)), min(queries, len(images)))
+    edit_maps = {name: maps_of(np.stack([pixels_of(edit(originals[i])) for i in chosen]))
+                 for name, edit in edits(rng).items()}
+
+    ranking, near = {}, {}
+    for kind in POOLINGS:
+        database = pool(maps, kind)
+        ranking[kind] = ranking_metrics(database, labels)
+        near[kind] = {}
+        for name, edited in edit_maps.items():
+            scores = pool(edited, kind) @ database.T
+            ranks = (scores > scores[np.arange(len(chosen)), chosen][:, None]).sum(axis=1)
+            near[kind][name] = {"recall@1": float((ranks == 0).mean()), "recall@10": float((ranks < 10).mean())}
+    best = max(POOLINGS, key=lambda kind: (ranking[kind]["mAP"], np.mean(
+        [figures["recall@1"] for figures in near[kind].values()])))
+    return Evaluation(len(images), ranking, near, best)
+
+
+def render(result: Evaluation) -> str:
+    lines = ["| pooling | P@1 | P@10 | mAP@10 | mAP |", "| --- | --- | --- | --- | --- |"]
+    for kind, m in result.ranking.items():
+        lines.append(f"| {kind} | {m['P@1']:.3f} | {m['P@10']:.3f} | {m['mAP@10']:.3f} | {m['mAP']:.3f} |")
+    names = list(next(iter(result.near_duplicates.values())))
+    lines += ["", "| pooling | " + " | ".join(f"{n} R@1 / R@10" for n in names) + " |",
+              "| --- |" + " --- |" * len(names)]
+    for kind, per_edit in result.near_duplicates.items():
+        cells = [f"{per_edit[n]['recall@1']:.3f} / {per_edit[n]['recall@10']:.3f}" for n in names]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines.append(f"\nbest pooling on this set: {result.best}")
+    return "\n".join(lines)

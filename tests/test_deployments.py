@@ -1,0 +1,134 @@
+"""Deployments against a real `prefect server` started here, served by `imgsearch deploy`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployments.definitions import prefect_yaml
+from imgsearch.samples import Photo
+from tests.conftest import ROOT, write_folder
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.usefixtures("weights")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_API", "MILVUS_", "MYSQL_", "DATABASE_URL", "DEFAULT_TABLE"))}
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    log = open(home / "server.log", "w")
+    process = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=clean_env(PREFECT_HOME=str(home), PREFECT_UI_ENABLED="false"), stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((home / "server.log").read_text()[-2000:])
+        time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def run(coroutine: object) -> object:
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+def test_runner_serves_schedules_runs_and_unpauses_nothing(
+    prefect_server: str, tmp_path: Path, photos: list[Photo]
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+    from prefect.deployments import run_deployment
+
+    folder = tmp_path / "photos"
+    write_folder(folder, photos, 6)
+    env = clean_env(PREFECT_API_URL=prefect_server, DATA_DIR=str(tmp_path / "data"),
+                    PREFECT_HOME=str(tmp_path / "runner-home"))
+    runner_log = open(tmp_path / "runner.log", "w")
+    runner = subprocess.Popen([str(BIN / "imgsearch"), "deploy", "--sync-path", str(folder)],
+                              env=env, cwd=ROOT, stdout=runner_log, stderr=subprocess.STDOUT)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api = temporary_settings(updates={PREFECT_API_URL: prefect_server})
+    api.__enter__()  # Prefect's settings do not follow os.environ once loaded
+    try:
+        async def deployments() -> dict[str, object]:
+            async with get_client() as client:
+                return {d.name: d for d in await client.read_deployments()}
+
+        deadline = time.monotonic() + 120
+        while len(found := run(deployments())) < 3:  # type: ignore[arg-type]
+            assert runner.poll() is None and time.monotonic() < deadline, (tmp_path / "runner.log").read_text()
+            time.sleep(1)
+        assert found["sync"].schedules[0].schedule.cron == "0 2 * * *"  # type: ignore[attr-defined]
+        assert found["reconcile"].schedules[0].schedule.cron == "0 3 * * 0"  # type: ignore[attr-defined]
+        assert found["sync"].parameters == {"path": str(folder)}  # type: ignore[attr-defined]
+
+        flow_run = run_deployment("sync-folder/sync", timeout=300)
+        assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
+
+        async def evidence() -> tuple[list[str], list[str]]:
+            async with get_client() as client:
+                logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
+                artifacts = await client.read_artifacts(
+                    artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+            return [entry.message for entry in logs], [artifact.key or "" for artifact in artifacts]
+
+        deadline = time.monotonic() + 60  # logs and artifacts reach the API asynchronously
+        while True:
+            messages, keys = run(evidence())  # type: ignore[misc]
+            if any("removed 0 images" in m for m in messages) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert any("removed 0 images" in message for message in messages), messages
+        assert "sync-summary-milvus-img-search" in keys
+    finally:
+        runner.send_signal(signal.SIGINT)
+        runner.wait(timeout=60)
+        runner_log.close()
+
+    try:
+        after = run(deployments())
+    finally:
+        api.__exit__(None, None, None)
+    assert not any(d.paused for d in after.values()), "stopping the runner left deployments paused"  # type: ignore[attr-defined]
+
+
+def test_prefect_yaml_is_generated_from_the_definitions() -> None:
+    assert (ROOT / "prefect.yaml").read_text() == prefect_yaml()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgsearch.evaluation import edits, gem, pool, ranking_metrics
+
+
+def test_ranking_metrics_by_hand() -> None:
+    # Four unit vectors on a line of angles: 0 and 1 are "cat", 2 and 3 are "dog",
+    # but 1 sits closer to 2 than to 0.
+    angles = np.radians([0, 50, 60, 110])
+    features = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    labels = [frozenset({"cat"}), frozenset({"cat"}), frozenset({"dog"}), frozenset({"dog"})]
+    metrics = ranking_metrics(features, labels)
+    # Rankings (self excluded): 0 -> [1, 2, 3]; 1 -> [2, 0, 3]; 2 -> [1, 3, 0]; 3 -> [2, 1, 0]
+    assert metrics["P@1"] == pytest.approx(2 / 4)  # queries 1 and 2 miss at rank 1
+    assert metrics["mAP"] == pytest.approx((1 + 1 / 2 + 1 / 2 + 1) / 4)
+    assert metrics["P@10"] == pytest.approx(1 / 3)  # one relevant among three candidates, each query
+    assert metrics["queries"] == 4
+
+
+def test_queries_without_any_relevant_image_are_left_out() -> None:
+    features = np.eye(3)
+    labels = [frozenset({"a"}), frozenset({"a"}), frozenset({"lonely"})]
+    assert ranking_metrics(features, labels)["queries"] == 2
+
+
+def test_gem_lies_between_avg_and_max() -> None:
+    maps = np.random.default_rng(0).random((2, 7, 7, 5)).astype(np.float32)
+    mean, high, generalised = maps.mean(axis=(1, 2)), maps.max(axis=(1, 2)), gem(maps)
+    assert np.all(mean <= generalised + 1e-6) and np.all(generalised <= high + 1e-6)
+    for kind in ("avg", "max", "gem"):
+        assert np.allclose(np.linalg.norm(pool(maps, kind), axis=1), 1.0)
+
+
+def test_edits_keep_images_usable() -> None:
+    image = Image.new("RGB", (500, 375), (120, 60, 30))
+    for name, edit in edits(random.Random(0)).items():
+        edited = edit(image)
+        assert edited.mode == "RGB" and min(edited.size) > 50, name
