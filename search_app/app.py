@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,6 +41,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     services.encoder = await anyio.to_thread.run_sync(
         get_encoder, weights, current.pooling, current.batch_size, current.precision
     )
+    threading.Thread(target=services.runs.warm, name="prefect-warm-up", daemon=True).start()
     services.batcher = QueryBatcher(services.encoder, observe=app.state.metrics.batch_size.observe)
     services.batcher.start()
     for name, opener in (("database", services.catalog), ("Milvus", services.vectors)):
@@ -51,6 +53,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         await services.batcher.stop()
+        await anyio.to_thread.run_sync(services.runs.close)
 
 
 async def probe(check: object) -> str:

@@ -103,6 +103,30 @@ class IndexRuns:
         with self._lock:
             return max(self._runs.values(), key=lambda run: run.started_at, default=None)
 
+    def warm(self) -> None:
+        """Start (or reach) the Prefect API now, so the first POST /api/index answers at once."""
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                client.api_healthcheck()
+        except Exception as error:  # noqa: BLE001 - the first run will report it properly
+            import logging
+
+            logging.getLogger("imgsearch.http").warning("Prefect API not reachable yet: %s", error)
+
+    def close(self) -> None:
+        """Stop the ephemeral Prefect API this process may have started for its runs.
+
+        Prefect stops it with `atexit`, but uvicorn re-raises SIGTERM after its
+        graceful shutdown, so the process dies by the signal and `atexit`
+        never runs: the API subprocess was left behind (seen, and tested).
+        """
+        from prefect.server.api.server import SubprocessASGIServer
+
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
+
     def read_from_prefect(self, run_id: str) -> dict[str, Any] | None:
         """A run this process did not start (a deployment, the CLI): its state from Prefect."""
         from uuid import UUID

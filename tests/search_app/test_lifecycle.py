@@ -1,0 +1,53 @@
+"""`imgsearch serve` as a process: SIGTERM stops it and everything it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import write_folder
+from tests.test_deployments import clean_env, free_port
+
+pytestmark = pytest.mark.usefixtures("weights")
+
+
+def test_sigterm_leaves_no_process_behind(tmp_path: Path, photos: list) -> None:
+    write_folder(tmp_path / "p", photos, 3)
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "imgsearch"), "serve", "--port", str(port)],
+        env=clean_env(DATA_DIR=str(tmp_path / "data"), PREFECT_HOME=str(tmp_path / "prefect")),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        run_id = httpx.post(f"{url}/api/index", json={"path": str(tmp_path / "p")}, timeout=60).json()["run_id"]
+        while httpx.get(f"{url}/api/index/{run_id}", timeout=60).json()["state"] in ("PENDING", "RUNNING"):
+            assert time.monotonic() < deadline + 120
+            time.sleep(0.5)
+        children = psutil.Process(server.pid).children(recursive=True)
+        assert children, "the background run started Prefect's ephemeral API"
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == [], [" ".join(p.cmdline()[:4]) for p in alive]
+    finally:
+        if server.poll() is None:
+            os.kill(server.pid, signal.SIGKILL)

@@ -1,0 +1,59 @@
+"""`imgsearch bench --smoke` and `imgsearch eval` produce their figures (no speed is asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imgsearch.samples import make_voc_sample
+from imgsearch.settings import get_settings
+
+IMGSEARCH = str(Path(sys.executable).parent / "imgsearch")
+pytestmark = pytest.mark.usefixtures("weights", "photos")
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PREFECT_API", "MILVUS_", "MYSQL_", "DATABASE_URL", "DEFAULT_TABLE"))}
+
+
+def numbers(value: object) -> list[float]:
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in numbers(item)]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [float(value)]
+    return []
+
+
+def test_bench_smoke_yields_every_figure(tmp_path: Path) -> None:
+    result = subprocess.run([IMGSEARCH, "bench", "--smoke", "--workdir", str(tmp_path / "w"),
+                             "--json", str(tmp_path / "bench.json")],
+                            capture_output=True, text=True, env=env(), timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    for stage in ("a_model", "b_seed", "c_index", "d_rerun", "e_search", "f_milvus", "g_precision", "ratios"):
+        assert stage in report and all(math.isfinite(n) and n >= 0 for n in numbers(report[stage])), stage
+    assert report["c_index"]["indexed"] == 24 and report["d_rerun"]["embedded"] == 1
+    assert report["e_search"]["c8"]["requests"] == 16
+    assert "c/b (target >= 1.5)" in result.stdout
+
+
+def test_eval_yields_ranking_and_near_duplicate_tables(tmp_path: Path) -> None:
+    make_voc_sample(tmp_path / "voc", 24, get_settings().cache_dir, seed=4)
+    result = subprocess.run([IMGSEARCH, "eval", str(tmp_path / "voc"), "--queries", "6",
+                             "--json", str(tmp_path / "eval.json")],
+                            capture_output=True, text=True, env=env(), timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads((tmp_path / "eval.json").read_text())
+    assert set(figures["ranking"]) == {"avg", "max", "gem"} and figures["best"] in figures["ranking"]
+    for metrics in figures["ranking"].values():
+        assert 0 <= metrics["mAP"] <= 1 and metrics["queries"] == 24
+    assert set(figures["near_duplicates"]["avg"]) == {"crop", "resize", "jpeg_q30", "flip", "colour_jitter",
+                                                      "rotate_10"}
+    assert "| pooling | P@1 |" in result.stdout
