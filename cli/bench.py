@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from cli.processes import free_port, wait_until_healthy
 from imgsearch.samples import augment, make_voc_sample
 from imgsearch.settings import get_settings
 from imgsearch.weights import find_weights, imagenet_labels
@@ -147,12 +147,6 @@ def change_files(files: list[Path], fraction: float, seed: int) -> list[Path]:
 
 
 # -- (e) ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def search_latency(url: str, image: bytes, requests: int, concurrency: int) -> dict[str, Any]:
     import httpx
 
@@ -177,23 +171,12 @@ def search_latency(url: str, image: bytes, requests: int, concurrency: int) -> d
 
 
 def serve_and_measure(env: dict[str, str], image: bytes, requests: int) -> dict[str, Any]:
-    import httpx
-
     port = free_port()
     server = subprocess.Popen([IMGSEARCH, "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("imgsearch serve did not become healthy")
-            time.sleep(0.5)
+        wait_until_healthy(f"{url}/health", server)
         search_latency(url, image, 8, 1)  # warm up
         return {"c1": search_latency(url, image, requests, 1),
                 "c8": search_latency(url, image, requests * 2, 8)}
@@ -203,6 +186,25 @@ def serve_and_measure(env: dict[str, str], image: bytes, requests: int) -> dict[
 
 
 # -- (f) ------------------------------------------------------------------------------
+def settle(store: Any, attempts: int = 10) -> None:
+    """Flush, release and load the collection, as a restarted service would find it.
+
+    Milvus Lite 3.2 can answer a load right after a flush with "file seems not
+    fully written"; the load is retried a few times."""
+    from pymilvus.exceptions import MilvusException
+
+    store.client.flush("bench")
+    store.client.release_collection("bench")
+    for attempt in range(attempts):
+        try:
+            store.client.load_collection("bench")
+            return
+        except MilvusException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+
+
 def milvus_alone(folder: Path, sizes: list[int], index_type: str) -> dict[str, Any]:
     from imgsearch.vectors import VectorStore
 
@@ -217,9 +219,7 @@ def milvus_alone(folder: Path, sizes: list[int], index_type: str) -> dict[str, A
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             store.upsert("bench", list(range(stored, stored + count)), vectors, [["x"]] * count, ["/f"] * count)
             stored += count
-        store.client.flush("bench")
-        store.client.release_collection("bench")
-        store.client.load_collection("bench")
+        settle(store)
         queries = rng.normal(size=(60, 2048)).astype(np.float32)
         store.search("bench", queries[:1], 10)
         times = [timed(lambda q=q: store.search("bench", q[np.newaxis], 10), 1)[0] for q in queries]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,7 +40,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     services.encoder = await anyio.to_thread.run_sync(
         get_encoder, weights, current.pooling, current.batch_size, current.precision
     )
-    threading.Thread(target=services.runs.warm, name="prefect-warm-up", daemon=True).start()
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        services.runs.warm_up_in_background()
     services.batcher = QueryBatcher(services.encoder, observe=app.state.metrics.batch_size.observe)
     services.batcher.start()
     for name, opener in (("database", services.catalog), ("Milvus", services.vectors)):

@@ -53,7 +53,8 @@ def test_eval_yields_ranking_and_near_duplicate_tables(tmp_path: Path) -> None:
     figures = json.loads((tmp_path / "eval.json").read_text())
     assert set(figures["ranking"]) == {"avg", "max", "gem"} and figures["best"] in figures["ranking"]
     for metrics in figures["ranking"].values():
-        assert 0 <= metrics["mAP"] <= 1 and metrics["queries"] == 24
+        # Only images that share a label with another one are queries (24 photos of 20 classes).
+        assert 0 <= metrics["mAP"] <= 1 and 0 < metrics["queries"] <= 24
     assert set(figures["near_duplicates"]["avg"]) == {"crop", "resize", "jpeg_q30", "flip", "colour_jitter",
                                                       "rotate_10"}
     assert "| pooling | P@1 |" in result.stdout

@@ -5,28 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from cli.processes import free_port, wait_until_healthy
 from deployments.definitions import prefect_yaml
 from imgsearch.samples import Photo
 from tests.conftest import ROOT, write_folder
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.usefixtures("weights")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -47,16 +40,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env=clean_env(PREFECT_HOME=str(home), PREFECT_UI_ENABLED="false"), stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError((home / "server.log").read_text()[-2000:])
-        time.sleep(0.5)
+    try:
+        wait_until_healthy(f"{url}/health", process, seconds=120)
+    except (RuntimeError, TimeoutError):
+        raise RuntimeError((home / "server.log").read_text()[-2000:]) from None
     try:
         yield url
     finally:

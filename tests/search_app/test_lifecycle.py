@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from tests.conftest import write_folder
-from tests.test_deployments import clean_env, free_port
+from cli.processes import free_port, wait_until_healthy
+from tests.test_deployments import clean_env
 
 pytestmark = pytest.mark.usefixtures("weights")
 
@@ -29,18 +30,13 @@ def test_sigterm_leaves_no_process_behind(tmp_path: Path, photos: list) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline
-            time.sleep(0.5)
-        run_id = httpx.post(f"{url}/api/index", json={"path": str(tmp_path / "p")}, timeout=60).json()["run_id"]
+        wait_until_healthy(f"{url}/health", server)
+        deadline = time.monotonic() + 240
+        started = httpx.post(f"{url}/api/index", json={"path": str(tmp_path / "p")}, timeout=60)
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
         while httpx.get(f"{url}/api/index/{run_id}", timeout=60).json()["state"] in ("PENDING", "RUNNING"):
-            assert time.monotonic() < deadline + 120
+            assert time.monotonic() < deadline
             time.sleep(0.5)
         children = psutil.Process(server.pid).children(recursive=True)
         assert children, "the background run started Prefect's ephemeral API"
