@@ -44,11 +44,19 @@ def _preflight(path: str) -> None:
     vectors.ping()  # type: ignore[attr-defined]
 
 
-def run_index(path: str, collection: str, chunk_size: int | None, show_progress: bool) -> dict:
+def run_index(path: str, collection: str, chunk_size: int | None, show_progress: bool,
+              runner: str = "threads") -> dict:
     _preflight(path)
     from flows.index import index_images
     from tasks.progress import ProgressEvent, add_listener, remove_listener
 
+    if runner == "dask":
+        from flows.runners import task_runner
+
+        if settings().milvus_is_lite:
+            raise DiscoveryError("--task-runner dask needs a Milvus server: Milvus Lite opens its file in one "
+                                 "process only (run `milvus-lite server` and set MILVUS_URI=http://...)")
+        index_images = index_images.with_options(task_runner=task_runner("dask"))
     if not show_progress:
         return index_images(path=path, collection=collection, chunk_size=chunk_size)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -72,7 +80,7 @@ def run_index(path: str, collection: str, chunk_size: int | None, show_progress:
 def index(arguments: argparse.Namespace) -> int:
     summary = run_index(
         arguments.path, _collection(arguments), arguments.chunk_size,
-        show_progress=not arguments.json and sys.stderr.isatty(),
+        show_progress=not arguments.json and sys.stderr.isatty(), runner=arguments.task_runner,
     )
     if arguments.json:
         print_json(summary)

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("path")
     _collection(index)
     index.add_argument("--chunk-size", type=_positive, default=None)
+    index.add_argument("--task-runner", choices=("threads", "dask"), default="threads",
+                       help="dask: DASK_ADDRESS, or a local cluster of 2 processes (needs a Milvus server)")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     search = command("search", run.search, "Print the indexed images nearest to IMAGE.")

@@ -62,6 +62,7 @@ def index_images(
     totals = {"embedded": 0, "reused": 0, "unchanged": 0}
     failures: list[tuple[str, str]] = [(p.path, p.reason) for p in discovery.problems]
     broken_chunks: list[str] = []
+    builds_by_process: dict[int, int] = {}
     for future in as_completed(futures):
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, BaseException):
@@ -72,6 +73,7 @@ def index_images(
         totals["reused"] += outcome.reused
         totals["unchanged"] += outcome.unchanged
         failures.extend(outcome.failed)
+        builds_by_process[outcome.pid] = max(builds_by_process.get(outcome.pid, 0), outcome.model_builds)
         progress.advance(sizes[future.task_run_id], failed=len(outcome.failed))
 
     seconds = time.perf_counter() - started
@@ -86,6 +88,9 @@ def index_images(
         "skipped": plan.unchanged + totals["unchanged"],
         "failed": len(failures),
         "failed_chunks": len(broken_chunks),
+        "chunks": len(futures),
+        "processes": len(builds_by_process),
+        "model_builds": sum(builds_by_process.values()),
         "seconds": round(seconds, 2),
         "images_per_second": round(indexed / seconds, 2) if seconds > 0 else 0.0,
     }

@@ -31,6 +31,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+BUILDS = 0  # models built in this process (reported per chunk, to show one per worker)
+
+
 class Encoder:
     """A ResNet50 built once; `embed` is safe to call from several threads."""
 
@@ -79,6 +82,8 @@ class Encoder:
 
         self._forward = forward
         self._lock = threading.Lock()
+        global BUILDS
+        BUILDS += 1
         # Trace the graph now (shape-generic), not inside the first real batch.
         forward(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8))
 

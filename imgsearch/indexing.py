@@ -40,6 +40,8 @@ class ChunkReport:
     unchanged: int = 0  # read, same sha256 as before: nothing written but size/mtime
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     seconds: float = 0.0
+    pid: int = 0  # the process that ran the chunk (a Dask worker, or this one)
+    model_builds: int = 0  # models that process had built by then
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -204,6 +206,9 @@ def index_chunk(
     report.indexed, report.reused, report.unchanged = len(embedded), len(reuse), len(unchanged)
     report.failed = [(item.image.path, reason) for item, reason in failed]
     report.seconds = clock() - started
+    from imgsearch import encoder as encoder_module
+
+    report.pid, report.model_builds = os.getpid(), encoder_module.BUILDS
     return report
 
 

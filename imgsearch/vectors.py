@@ -64,14 +64,16 @@ class VectorStore:
 
         self.uri = uri
         self.dimension = dimension
-        self.is_lite = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
-        self.index_type = index_type or ("FLAT" if self.is_lite else "HNSW")
-        if self.is_lite:
+        embedded = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+        if embedded:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.client = MilvusClient(uri=uri, token=token, timeout=10)
+            # A `milvus-lite server` is Milvus Lite behind a URL: it gets Lite's choices.
+            self.is_lite = embedded or str(self.client.get_server_version()).startswith("milvus_lite")
         except Exception as error:  # noqa: BLE001 - pymilvus raises many kinds
             raise VectorStoreError(f"cannot reach Milvus at {uri}: {_reason(error)}") from None
+        self.index_type = index_type or ("FLAT" if self.is_lite else "HNSW")
         self._ready: set[str] = set()
         self._index_types: dict[str, str] = {}
         self._lock = threading.Lock()
