@@ -127,6 +127,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture(scope="session")
+def milvus_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Milvus standalone (PyPI `milvus`, 2.3.5) on a free loopback port."""
+    try:
+        from milvus import MilvusServer
+    except ImportError:
+        pytest.skip("the `milvus` package (Milvus standalone) is not installed: ./setup.sh --test")
+    from cli.processes import free_port
+
+    server = MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus-standalone")))
+    server.listen_port = free_port()
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.listen_port}"
+    finally:
+        forget_vector_stores()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """A real, temporary Prefect API for the flow runs of the session."""
     from prefect.testing.utilities import prefect_test_harness

@@ -16,8 +16,13 @@ from tests.conftest import write_folder
 pytestmark = pytest.mark.usefixtures("prefect_api", "weights")
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
+@pytest.fixture(params=["sqlite", "mysql", "milvus-standalone"])
 def backend(request: pytest.FixtureRequest, env: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Milvus Lite + SQLite; Milvus Lite + MariaDB; a Milvus standalone server + SQLite."""
+    if request.param == "milvus-standalone":
+        monkeypatch.setenv("MILVUS_URI", request.getfixturevalue("milvus_standalone"))
+        monkeypatch.setenv("DEFAULT_TABLE", f"flow_{abs(hash(str(env))) % 10**8}")
+        get_settings.cache_clear()
     if request.param == "mysql":
         url = request.getfixturevalue("mysql_server_url")
         monkeypatch.setenv("DATABASE_URL", url)
