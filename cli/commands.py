@@ -182,6 +182,22 @@ def serve(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def up(arguments: argparse.Namespace) -> int:
+    from cli.stack import up as start_stack
+    from imgsearch.weights import find_weights
+
+    current = settings()
+    find_weights(current.cache_dir, current.weights)
+    return start_stack(current.data_dir, arguments.prefect_port, arguments.milvus_port, arguments.port,
+                       arguments.sync_path, arguments.detach)
+
+
+def down(arguments: argparse.Namespace) -> int:
+    from cli.stack import down as stop_stack
+
+    return stop_stack(settings().data_dir)
+
+
 def deploy(arguments: argparse.Namespace) -> int:
     from deployments.definitions import prefect_yaml, runner_deployments
 

@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from cli.stack import StackError  # noqa: E402
 from imgsearch.catalog import CatalogError  # noqa: E402
 from imgsearch.decode import DecodeError  # noqa: E402
 from imgsearch.discover import DiscoveryError  # noqa: E402
@@ -25,7 +26,7 @@ from imgsearch.settings import Settings, SettingsError, check_collection_name, g
 from imgsearch.vectors import VectorStoreError  # noqa: E402
 from imgsearch.weights import WeightsError  # noqa: E402
 
-EXPECTED = (CatalogError, DecodeError, DiscoveryError, SampleError, SettingsError,
+EXPECTED = (CatalogError, DecodeError, DiscoveryError, SampleError, SettingsError, StackError,
             VectorStoreError, WeightsError, FileNotFoundError, PermissionError)
 
 
@@ -106,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=5000)
     serve.add_argument("--workers", type=_positive, default=1,
                        help="processes; more than 1 needs a Milvus server (MILVUS_URI=http://...)")
+
+    up = command("up", run.up, "Start the local stack: Prefect server, Milvus, search app, deployment runner.")
+    up.add_argument("--detach", action="store_true", help="return once started; `imgsearch down` stops it")
+    up.add_argument("--prefect-port", type=_port, default=4200)
+    up.add_argument("--milvus-port", type=_port, default=19530)
+    up.add_argument("--port", type=_port, default=5000, help="the search app")
+    up.add_argument("--sync-path", default=None, help="folder the scheduled sync keeps (default: SYNC_PATH)")
+    command("down", run.down, "Stop a stack started with `imgsearch up --detach`.")
 
     deploy = command("deploy", run.deploy, "Serve the index, sync and reconcile deployments (Prefect runner).")
     deploy.add_argument("--sync-path", default=None, help="folder the scheduled sync keeps (default: SYNC_PATH)")

@@ -119,3 +119,34 @@ def test_runner_serves_schedules_runs_and_unpauses_nothing(
 
 def test_prefect_yaml_is_generated_from_the_definitions() -> None:
     assert (ROOT / "prefect.yaml").read_text() == prefect_yaml()
+
+
+def test_prefect_yaml_deploys_onto_a_process_work_pool(prefect_server: str, tmp_path: Path,
+                                                       photos: list[Photo]) -> None:
+    """`prefect deploy --all` with the generated prefect.yaml, run by `prefect worker start`."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    write_folder(tmp_path / "photos", photos, 4)
+    env = clean_env(PREFECT_API_URL=prefect_server, DATA_DIR=str(tmp_path / "data"), IMGSEARCH_HOME=str(ROOT),
+                    SYNC_PATH=str(tmp_path / "photos"), PREFECT_HOME=str(tmp_path / "home"))
+    prefect = str(BIN / "prefect")
+    for command in ([prefect, "work-pool", "create", "imgsearch", "--type", "process"],
+                    [prefect, "--no-prompt", "deploy", "--all"]):
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, (command, done.stdout[-1500:], done.stderr[-1500:])
+    worker_log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([prefect, "worker", "start", "--pool", "imgsearch"], cwd=tmp_path, env=env,
+                              stdout=worker_log, stderr=subprocess.STDOUT)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+            flow_run = run_deployment("sync-folder/sync", timeout=400)
+        assert flow_run.state is not None and flow_run.state.is_completed(), (
+            flow_run.state, (tmp_path / "worker.log").read_text()[-3000:])
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        worker_log.close()

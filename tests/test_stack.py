@@ -1,0 +1,76 @@
+"""`imgsearch up --detach` / `down` end to end: every service a real process on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from cli.processes import free_port
+from imgsearch.samples import Photo, recompressed_copy
+from tests.conftest import write_folder
+from tests.test_deployments import clean_env
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.usefixtures("weights")
+
+
+def group_members(group: int) -> list[psutil.Process]:
+    members = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return members
+
+
+def test_up_index_search_down(tmp_path: Path, photos: list[Photo]) -> None:
+    paths = write_folder(tmp_path / "photos", photos, 8)
+    data = tmp_path / "data"
+    prefect, milvus, app = free_port(), free_port(), free_port()
+    env = clean_env(DATA_DIR=str(data))
+    started = subprocess.run(
+        [str(BIN / "imgsearch"), "up", "--detach", "--prefect-port", str(prefect), "--milvus-port", str(milvus),
+         "--port", str(app), "--sync-path", str(tmp_path / "photos")],
+        capture_output=True, text=True, env=env, timeout=400, check=False)
+    assert started.returncode == 0, started.stderr[-2000:]
+    groups = json.loads((data / "stack.json").read_text())
+    assert list(groups) == ["prefect", "milvus", "search", "runner"]
+    url = f"http://127.0.0.1:{app}"
+    try:
+        run = httpx.post(f"{url}/api/index", json={"path": str(tmp_path / "photos"), "collection": "stacked"},
+                         timeout=60)
+        assert run.status_code == 202, run.text
+        run_id = run.json()["run_id"]
+        deadline = time.monotonic() + 300
+        while httpx.get(f"{url}/api/index/{run_id}", timeout=30).json()["state"] in ("PENDING", "RUNNING"):
+            assert time.monotonic() < deadline
+            time.sleep(1)
+        api = f"http://127.0.0.1:{prefect}/api"
+        flow_run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=30).json()
+        assert flow_run["state_type"] == "COMPLETED" and flow_run["name"] == "index photos into stacked"
+        deployments = httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json()
+        by_name = {d["name"]: d for d in deployments}
+        assert set(by_name) == {"index", "sync", "reconcile"}
+        assert by_name["sync"]["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+
+        query = recompressed_copy(paths[5], tmp_path / "q.jpg", scale=0.7, quality=50).read_bytes()
+        found = httpx.post(f"{url}/api/search", params={"collection": "stacked", "top_k": 3},
+                           files={"image": ("q.jpg", query)}, timeout=60).json()
+        assert found["results"][0]["path"] == str(paths[5])
+    finally:
+        stopped = subprocess.run([str(BIN / "imgsearch"), "down"], capture_output=True, text=True, env=env,
+                                 timeout=200, check=False)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (data / "stack.json").exists()
+    assert all(group_members(group) == [] for group in groups.values()), "a process outlived down"
+    assert (data / "logs" / "search.log").stat().st_size > 0
