@@ -55,6 +55,8 @@ def test_up_index_search_down(tmp_path: Path, photos: list[Photo]) -> None:
         while httpx.get(f"{url}/api/index/{run_id}", timeout=30).json()["state"] in ("PENDING", "RUNNING"):
             assert time.monotonic() < deadline
             time.sleep(1)
+        ui = httpx.get(f"http://127.0.0.1:{prefect}/", timeout=30)
+        assert ui.status_code == 200 and "<html" in ui.text.lower(), "the Prefect UI is served"
         api = f"http://127.0.0.1:{prefect}/api"
         flow_run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=30).json()
         assert flow_run["state_type"] == "COMPLETED" and flow_run["name"] == "index photos into stacked"
