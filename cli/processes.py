@@ -1,12 +1,15 @@
-"""Helpers for the processes `imgsearch` starts: free ports and waiting for health."""
+"""Helpers for the processes `imgsearch` starts: free ports and waiting for them to be ready."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 import httpx
+
+Process = subprocess.Popen[bytes] | subprocess.Popen[str]
 
 
 def free_port() -> int:
@@ -16,18 +19,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen[bytes] | subprocess.Popen[str],
-                       seconds: float = 180) -> None:
-    """Poll `url` until it answers 200; fail early if `process` exits first."""
+def wait_until(ready: Callable[[], bool], process: Process, seconds: float, what: str) -> None:
+    """Poll `ready` until it holds; fail early if `process` exits first, or after `seconds`."""
     deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+    while not ready():
         if process.poll() is not None:
             raise RuntimeError(f"{' '.join(map(str, process.args))} exited with {process.returncode}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {seconds:g} s")
-        time.sleep(0.5)
+            raise TimeoutError(f"{what} not ready within {seconds:g} s")
+        time.sleep(0.3)
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def listens(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until_healthy(url: str, process: Process, seconds: float = 180) -> None:
+    """Poll `url` until it answers 200."""
+    wait_until(lambda: answers(url), process, seconds, url)

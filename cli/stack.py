@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cli.processes import wait_until_healthy
+from cli.processes import listens, wait_until, wait_until_healthy
 
 BIN = Path(sys.executable).parent
 
@@ -55,19 +54,6 @@ def services(data_dir: Path, prefect_port: int, milvus_port: int, app_port: int,
     ]
 
 
-def wait_for_tcp(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex((HOST, port)) == 0:
-                return
-        if process.poll() is not None:
-            raise RuntimeError(f"exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"port {port} did not open within {seconds:g} s")
-        time.sleep(0.2)
-
-
 def state_file(data_dir: Path) -> Path:
     return data_dir / "stack.json"
 
@@ -86,7 +72,8 @@ def start(stack: list[Service], data_dir: Path) -> dict[str, int]:
             state_file(data_dir).write_text(json.dumps(started))
             try:
                 if service.health and service.health.startswith("tcp:"):
-                    wait_for_tcp(int(service.health[4:]), process)
+                    port = int(service.health[4:])
+                    wait_until(lambda: listens(port), process, 60, f"port {port}")
                 elif service.health:
                     wait_until_healthy(service.health, process)
                 else:

@@ -5,16 +5,14 @@ ids that the default runner does, with the model built once per worker."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli.processes import free_port
+from cli.processes import free_port, listens, wait_until
 from imgsearch.catalog import Catalog
 from imgsearch.samples import Photo
 from imgsearch.vectors import VectorStore, image_id
@@ -32,13 +30,10 @@ def milvus_lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     log = open(folder / "server.log", "w")
     server = subprocess.Popen([str(BIN / "milvus-lite"), "server", "--data-dir", str(folder / "data"),
                                "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        assert server.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()
-        time.sleep(0.2)
+    try:
+        wait_until(lambda: listens(port), server, 60, f"milvus-lite server on {port}")
+    except (RuntimeError, TimeoutError):
+        raise RuntimeError((folder / "server.log").read_text()[-2000:]) from None
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
