@@ -14,6 +14,7 @@ from tests.conftest import ARTIFACTS, write_folder
 from tests.search_app.conftest import COLLECTION, Site
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TIMEOUT_MS = 120_000  # generous: a search on 2 busy cores can take seconds, not 30 s of default
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
          "--disable-background-networking", "--disable-component-update"]
 
@@ -35,6 +36,7 @@ def browser() -> Iterator[object]:
 def test_pick_an_image_then_click_a_result(browser: object, site: Site, tmp_path: Path) -> None:
     query = recompressed_copy(site.photos[6], tmp_path / "query.jpg", scale=0.7, quality=50)
     page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(site.url + "/")
@@ -45,7 +47,10 @@ def test_pick_an_image_then_click_a_result(browser: object, site: Site, tmp_path
     first = page.locator("#results li").first
     assert first.locator(".path").inner_text() == str(site.photos[6])
     assert page.locator("#results li").count() == 10
-    assert page.locator("#results li img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+    # Thumbnails are made on first request: wait for the first one to arrive, then check it decoded.
+    page.wait_for_function("(() => { const i = document.querySelector('#results li img');"
+                           " return i !== null && i.complete; })()")
+    assert page.locator("#results li img").first.evaluate("img => img.naturalWidth > 0")
 
     second = page.locator("#results li").nth(1)
     clicked = second.locator(".path").inner_text()
@@ -64,6 +69,7 @@ def test_load_folder_shows_progress_to_completion(browser: object, site: Site, p
                                                   tmp_path: Path) -> None:
     write_folder(tmp_path / "browser_load", photos, 4, seed=41)
     page = browser.new_page()  # type: ignore[attr-defined]
+    page.set_default_timeout(TIMEOUT_MS)
     page.goto(site.url + "/")
     page.fill("#index-path", str(tmp_path / "browser_load"))
     page.fill("#index-collection", "browser_load")
@@ -77,6 +83,7 @@ def test_load_folder_shows_progress_to_completion(browser: object, site: Site, p
 
 def test_docs_render_offline(browser: object, site: Site) -> None:
     page = browser.new_page()  # type: ignore[attr-defined]
+    page.set_default_timeout(TIMEOUT_MS)
     external: list[str] = []
     page.on("request", lambda request: None if request.url.startswith(site.url) or
             request.url.startswith("data:") else external.append(request.url))
