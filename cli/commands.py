@@ -129,13 +129,14 @@ def count(arguments: argparse.Namespace) -> int:
         "collection": name,
         "indexed": catalog.count(name),  # type: ignore[attr-defined]
         "failed": catalog.count(name, "failed"),  # type: ignore[attr-defined]
+        "pending": catalog.count(name, "pending"),  # type: ignore[attr-defined]
         "vectors": vectors.count(name),  # type: ignore[attr-defined]
     }
     if arguments.json:
         print_json(figures)
     else:
         print(f"{figures['indexed']} images indexed in {name} "
-              f"({figures['vectors']} vectors, {figures['failed']} failed)")
+              f"({figures['vectors']} vectors, {figures['failed']} failed, {figures['pending']} pending)")
     return 0
 
 

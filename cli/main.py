@@ -16,6 +16,9 @@ from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Prefect's temporary API migrates its database on first start: on 2 busy cores
+# that took over Prefect's default 20 s (seen on a fresh clone), failing the run.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from cli.stack import StackError  # noqa: E402
 from imgsearch.catalog import CatalogError  # noqa: E402

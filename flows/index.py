@@ -11,7 +11,9 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from imgsearch.settings import check_collection_name, get_settings
-from tasks.indexing import discover_images, index_chunk, load_model, plan_index, publish_summary
+from tasks.indexing import (
+    count_pending, discover_images, index_chunk, load_model, plan_index, publish_summary,
+)
 from tasks.progress import Progress
 
 
@@ -96,9 +98,12 @@ def index_images(
     }
     publish_summary(summary, failures)
     if broken_chunks:
+        pending = count_pending(collection, return_state=True)
+        left = f"{pending.result()} images are pending in the catalog" if pending.is_completed() else (
+            "the catalog could not be read")
         raise IndexRunError(
             f"{len(broken_chunks)} of {len(futures)} chunks failed after {retries} retries; "
-            f"run again to finish them. First: {broken_chunks[0]}"
+            f"{left}; run again to finish them. First: {broken_chunks[0]}"
         )
     summary["failures"] = [{"path": path, "reason": reason} for path, reason in failures]
     return summary

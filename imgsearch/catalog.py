@@ -93,11 +93,12 @@ UPDATABLE = ("path", "sha256", "size", "mtime", "width", "height", "labels", "fo
 class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
+        self.where = describe(url)
         self.engine = _engine(url)
         try:
             Base.metadata.create_all(self.engine)
         except SQLAlchemyError as error:
-            raise CatalogError(f"cannot reach the database {_safe(url)}: {_reason(error)}") from None
+            raise CatalogError(f"cannot reach the database ({self.where}): {_reason(error)}") from None
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -108,7 +109,7 @@ class Catalog:
             return
         values = [{"collection": collection, **row} for row in rows]
         dialect = self.engine.dialect.name
-        with _errors("write records"), self.engine.begin() as connection:
+        with _errors(self.where, "write records"), self.engine.begin() as connection:
             if dialect == "sqlite":
                 statement = sqlite.insert(ImageRecord).values(values)
                 statement = statement.on_conflict_do_update(
@@ -130,6 +131,25 @@ class Catalog:
                 )
             connection.execute(statement)
 
+    def add_pending(self, collection: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert `pending` rows for images the catalog does not know yet; a row
+        that exists (perhaps written by a concurrent run) is left as it is."""
+        values = [{"collection": collection, **row, "status": PENDING} for row in rows]
+        dialect = self.engine.dialect.name
+        with _errors(self.where, "write records"), self.engine.begin() as connection:
+            for part in _parts(values):
+                if dialect in ("mysql", "mariadb"):
+                    statement = mysql.insert(ImageRecord).values(list(part))
+                    # A no-op update: MySQL's form of "on conflict do nothing".
+                    statement = statement.on_duplicate_key_update(status=ImageRecord.__table__.c.status)
+                elif dialect == "sqlite":
+                    statement = sqlite.insert(ImageRecord).values(list(part)).on_conflict_do_nothing()
+                else:
+                    from sqlalchemy.dialects import postgresql
+
+                    statement = postgresql.insert(ImageRecord).values(list(part)).on_conflict_do_nothing()
+                connection.execute(statement)
+
     def set_status(
         self, collection: str, ids: Iterable[int], status: str, *, error: str | None = None
     ) -> None:
@@ -139,7 +159,7 @@ class Catalog:
         changes: dict[str, Any] = {"status": status, "error": error}
         if status == INDEXED:
             changes["indexed_at"] = datetime.now(UTC)
-        with _errors("update records"), self.engine.begin() as connection:
+        with _errors(self.where, "update records"), self.engine.begin() as connection:
             for part in _parts(ids):
                 connection.execute(
                     update(ImageRecord)
@@ -152,7 +172,7 @@ class Catalog:
         query = select(ImageRecord.path, ImageRecord.id, ImageRecord.size, ImageRecord.mtime,
                        ImageRecord.sha256, ImageRecord.status
                        ).where(ImageRecord.collection == collection)
-        with _errors("read records"), self.engine.connect() as connection:
+        with _errors(self.where, "read records"), self.engine.connect() as connection:
             return {row.path: Known(row.id, row.size, row.mtime, row.sha256, row.status)
                     for row in connection.execute(query)}
 
@@ -160,7 +180,7 @@ class Catalog:
         """For each digest an indexed image of this collection has, one such image's id."""
         found: dict[str, int] = {}
         digests = sorted(set(digests))
-        with _errors("read records"), self.engine.connect() as connection:
+        with _errors(self.where, "read records"), self.engine.connect() as connection:
             for part in _parts(digests):
                 query = select(ImageRecord.sha256, ImageRecord.id).where(
                     ImageRecord.collection == collection, ImageRecord.status == INDEXED,
@@ -172,7 +192,7 @@ class Catalog:
 
     def get(self, collection: str, ids: Sequence[int]) -> dict[int, ImageRecord]:
         found: dict[int, ImageRecord] = {}
-        with _errors("read records"), self._session() as session:
+        with _errors(self.where, "read records"), self._session() as session:
             for part in _parts(list(ids)):
                 query = select(ImageRecord).where(
                     ImageRecord.collection == collection, ImageRecord.id.in_(part)
@@ -184,7 +204,7 @@ class Catalog:
         query = select(ImageRecord).where(
             ImageRecord.collection == collection, ImageRecord.path == path
         )
-        with _errors("read records"), self._session() as session:
+        with _errors(self.where, "read records"), self._session() as session:
             return session.scalars(query).first()
 
     def under_path(self, collection: str, prefix: str) -> list[ImageRecord]:
@@ -195,19 +215,19 @@ class Catalog:
             (ImageRecord.path == prefix)
             | (func.substr(ImageRecord.path, 1, len(folder)) == folder),
         )
-        with _errors("read records"), self._session() as session:
+        with _errors(self.where, "read records"), self._session() as session:
             return list(session.scalars(query))
 
     def ids_with_status(self, collection: str, statuses: Sequence[str]) -> list[int]:
         query = select(ImageRecord.id).where(
             ImageRecord.collection == collection, ImageRecord.status.in_(statuses)
         )
-        with _errors("read records"), self.engine.connect() as connection:
+        with _errors(self.where, "read records"), self.engine.connect() as connection:
             return [row.id for row in connection.execute(query)]
 
     def delete(self, collection: str, ids: Iterable[int]) -> None:
         ids = list(ids)
-        with _errors("delete records"), self.engine.begin() as connection:
+        with _errors(self.where, "delete records"), self.engine.begin() as connection:
             for part in _parts(ids):
                 connection.execute(
                     delete(ImageRecord).where(
@@ -221,7 +241,7 @@ class Catalog:
         )
         if status is not None:
             query = query.where(ImageRecord.status == status)
-        with _errors("count records"), self.engine.connect() as connection:
+        with _errors(self.where, "count records"), self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
     def failures(self, collection: str, limit: int = 1000) -> list[tuple[str, str]]:
@@ -230,7 +250,7 @@ class Catalog:
             .where(ImageRecord.collection == collection, ImageRecord.status == FAILED)
             .order_by(ImageRecord.path).limit(limit)
         )
-        with _errors("read records"), self.engine.connect() as connection:
+        with _errors(self.where, "read records"), self.engine.connect() as connection:
             return [(row.path, row.error or "") for row in connection.execute(query)]
 
     def label_counts(self, collection: str) -> dict[str, int]:
@@ -239,7 +259,7 @@ class Catalog:
             ImageRecord.collection == collection, ImageRecord.status == INDEXED
         )
         counts: dict[str, int] = {}
-        with _errors("read records"), self.engine.connect() as connection:
+        with _errors(self.where, "read records"), self.engine.connect() as connection:
             for (labels,) in connection.execute(query):
                 for label in labels or []:
                     counts[label] = counts.get(label, 0) + 1
@@ -248,7 +268,7 @@ class Catalog:
     def find_indexed_path(self, path: str) -> ImageRecord | None:
         """An indexed record of this exact path, in any collection."""
         query = select(ImageRecord).where(ImageRecord.path == path, ImageRecord.status == INDEXED).limit(1)
-        with _errors("read records"), self._session() as session:
+        with _errors(self.where, "read records"), self._session() as session:
             return session.scalars(query).first()
 
     def collections(self) -> dict[str, int]:
@@ -258,15 +278,15 @@ class Catalog:
             .where(ImageRecord.status == INDEXED)
             .group_by(ImageRecord.collection)
         )
-        with _errors("read records"), self.engine.connect() as connection:
+        with _errors(self.where, "read records"), self.engine.connect() as connection:
             return {row[0]: int(row[1]) for row in connection.execute(query)}
 
     def drop(self, collection: str) -> None:
-        with _errors("delete records"), self.engine.begin() as connection:
+        with _errors(self.where, "delete records"), self.engine.begin() as connection:
             connection.execute(delete(ImageRecord).where(ImageRecord.collection == collection))
 
     def ping(self) -> None:
-        with _errors("reach the database"), self.engine.connect() as connection:
+        with _errors(self.where, "reach the database"), self.engine.connect() as connection:
             connection.execute(select(1))
 
     def close(self) -> None:
@@ -298,15 +318,15 @@ def _engine(url: str) -> Engine:
 
 
 class _errors:
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
+    def __init__(self, where: str, operation: str) -> None:
+        self.where, self.operation = where, operation
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> bool:
         if isinstance(error, SQLAlchemyError):
-            raise CatalogError(f"the database could not {self.operation}: {_reason(error)}") from error
+            raise CatalogError(f"the database ({self.where}) could not {self.operation}: {_reason(error)}") from error
         return False
 
 
@@ -316,8 +336,13 @@ def _reason(error: BaseException) -> str:
     return text[:300]
 
 
-def _safe(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+def describe(url: str) -> str:
+    """'mariadb at 127.0.0.1:3306/test' or 'sqlite at /path/catalog.db': no password."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return f"sqlite at {parsed.database or ':memory:'}"
+    return f"{backend} at {parsed.host or 'localhost'}:{parsed.port or ''}/{parsed.database or ''}"
 
 
 _CATALOGS: dict[str, Catalog] = {}

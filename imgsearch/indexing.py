@@ -19,6 +19,7 @@ import numpy as np
 from imgsearch.catalog import DELETING, FAILED, INDEXED, PENDING, Catalog
 from imgsearch.decode import DecodedImage, DecodeError, decode_image
 from imgsearch.discover import Discovery, FoundImage
+from imgsearch import failpoints
 from imgsearch.encoder import Encoder, prefetch_map
 from imgsearch.vectors import VectorStore, image_id
 
@@ -71,6 +72,10 @@ def plan_index(
             unchanged += 1
         else:
             todo.append(image)
+    # New images are written `pending` now, so that the catalog shows what a run
+    # has left to do if it fails or is killed (and `count` and reconcile see it).
+    catalog.add_pending(collection, [_row(_Read(image, image_id(image.path)), PENDING)
+                                     for image in todo if image.path not in known])
     size = chunk_size_for(len(todo), chunk_size, batch_size, min_chunks)
     chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
     return Plan(chunks, len(discovery.images), unchanged, repaired)
@@ -224,6 +229,7 @@ def _write(
         collection, [item.id for item in items], np.stack(embeddings),
         [item.image.labels for item in items], [item.image.folder for item in items],
     )
+    failpoints.reach("between-stores")
     catalog.set_status(collection, [item.id for item in items], INDEXED)
 
 

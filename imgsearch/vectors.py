@@ -85,7 +85,7 @@ class VectorStore:
         with self._lock:
             if name in self._ready:
                 return
-            with _errors(f"create collection {name}"):
+            with _errors(self.uri, f"create collection {name}"):
                 if not self.client.has_collection(name):
                     self._create(name)
                 self.client.load_collection(name)
@@ -115,15 +115,15 @@ class VectorStore:
         return name in self._ready or self.has_collection(name)
 
     def has_collection(self, name: str) -> bool:
-        with _errors("list collections"):
+        with _errors(self.uri, "list collections"):
             return bool(self.client.has_collection(name))
 
     def list_collections(self) -> list[str]:
-        with _errors("list collections"):
+        with _errors(self.uri, "list collections"):
             return sorted(self.client.list_collections())
 
     def drop(self, name: str) -> None:
-        with _errors(f"drop collection {name}"):
+        with _errors(self.uri, f"drop collection {name}"):
             self.client.drop_collection(name)
         self._ready.discard(name)
         self._index_types.pop(name, None)
@@ -145,13 +145,13 @@ class VectorStore:
             }
             for image, vector, label_list, folder in zip(ids, vectors, labels, folders, strict=True)
         ]
-        with _errors(f"upsert into {name}"):
+        with _errors(self.uri, f"upsert into {name}"):
             self.client.upsert(name, rows)
 
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if not ids or not self.has_collection(name):
             return
-        with _errors(f"delete from {name}"):
+        with _errors(self.uri, f"delete from {name}"):
             self.client.delete(name, ids=[int(image) for image in ids])
 
     def vectors(self, name: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
@@ -159,7 +159,7 @@ class VectorStore:
         if not ids or not self.has_collection(name):
             return {}
         self.ensure_collection(name)
-        with _errors(f"get from {name}"):
+        with _errors(self.uri, f"get from {name}"):
             rows = self.client.get(name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD])
         return {int(row["id"]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
 
@@ -167,7 +167,7 @@ class VectorStore:
         if not self.has_collection(name):
             return 0
         self.ensure_collection(name)
-        with _errors(f"count {name}"):
+        with _errors(self.uri, f"count {name}"):
             result = self.client.query(name, filter="", output_fields=["count(*)"])
         return int(result[0]["count(*)"])
 
@@ -176,7 +176,7 @@ class VectorStore:
         if not self.has_collection(name):
             return
         self.ensure_collection(name)
-        with _errors(f"list ids of {name}"):
+        with _errors(self.uri, f"list ids of {name}"):
             iterator = self.client.query_iterator(
                 name, batch_size=batch, filter="id >= 0", output_fields=["id"]
             )
@@ -195,7 +195,7 @@ class VectorStore:
         self.ensure_collection(name)
         params: dict[str, object] = {"metric_type": "IP", "params": search_params(self._index_of(name), top_k)}
         expression = f"array_contains(labels, {string_literal(label)})" if label else ""
-        with _errors(f"search {name}"):
+        with _errors(self.uri, f"search {name}"):
             results = self.client.search(
                 name, data=[v.tolist() for v in vectors], limit=top_k, filter=expression,
                 search_params=params, anns_field=VECTOR_FIELD,
@@ -205,13 +205,13 @@ class VectorStore:
     def _index_of(self, name: str) -> str:
         """The index type the collection was created with (it may predate a settings change)."""
         if name not in self._index_types:
-            with _errors(f"describe the index of {name}"):
+            with _errors(self.uri, f"describe the index of {name}"):
                 described = self.client.describe_index(name, VECTOR_FIELD)
             self._index_types[name] = str(described.get("index_type", self.index_type))
         return self._index_types[name]
 
     def ping(self, timeout: float = 3.0) -> None:
-        with _errors("reach Milvus"):
+        with _errors(self.uri, "reach Milvus"):
             self.client.list_collections(timeout=timeout)
 
     def close(self) -> None:
@@ -230,8 +230,8 @@ def string_literal(value: str) -> str:
 class _errors:
     """Turn any pymilvus failure into a VectorStoreError naming the operation."""
 
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
+    def __init__(self, uri: str, operation: str) -> None:
+        self.uri, self.operation = uri, operation
 
     def __enter__(self) -> None:
         return None
@@ -240,7 +240,9 @@ class _errors:
         if error is None or isinstance(error, VectorStoreError):
             return False
         if isinstance(error, Exception):
-            raise VectorStoreError(f"Milvus could not {self.operation}: {_reason(error)}") from error
+            raise VectorStoreError(
+                f"Milvus ({self.uri}) could not {self.operation}: {_reason(error)}"
+            ) from error
         return False
 
 

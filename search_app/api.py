@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from imgsearch.catalog import FAILED
+from imgsearch.catalog import FAILED, PENDING
 from imgsearch.decode import decode_image
 from imgsearch.discover import canonical_path
 from imgsearch.indexing import delete_images
@@ -180,6 +180,7 @@ async def collection_detail(request: Request) -> Response:
         "count": await blocking(catalog.count, name),
         "vectors": await blocking(vectors.count, name),
         "failed": await blocking(catalog.count, name, FAILED),
+        "pending": await blocking(catalog.count, name, PENDING),
         "labels": await blocking(catalog.label_counts, name),
     })
 

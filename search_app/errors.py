@@ -64,9 +64,15 @@ async def decode_error(_: Request, exc: Exception) -> Response:
     return error_response(decode_status(exc), str(exc))
 
 
+BACKENDS = {VectorStoreError: "Milvus", CatalogError: "the database", WeightsError: "the model"}
+
+
 async def backend_error(_: Request, exc: Exception) -> Response:
+    """503 naming the backend; its address and the driver's message stay in the log."""
     log.warning("backend unavailable: %s", exc)
-    return error_response(503, str(exc), headers={"Retry-After": "5"})
+    backend = next((name for kind, name in BACKENDS.items() if isinstance(exc, kind)), "a backend")
+    detail = f"{backend} is unavailable; retry later" if backend != "the model" else str(exc)
+    return error_response(503, detail, headers={"Retry-After": "5"})
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:

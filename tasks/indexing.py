@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from imgsearch import indexing
+from imgsearch.catalog import PENDING
 from imgsearch.discover import Discovery, FoundImage, discover
 from imgsearch.indexing import ChunkReport, Plan
 from tasks import stores
@@ -71,6 +72,12 @@ def index_chunk(images: list[FoundImage], collection: str, number: int, of: int)
         report.seconds,
     )
     return report
+
+
+@task(name="count-pending", cache_policy=NONE, retries=2, retry_delay_seconds=[2.0, 10.0])
+def count_pending(collection: str) -> int:
+    """Images of the collection that a run found and has not indexed yet."""
+    return stores.catalog().count(collection, PENDING)
 
 
 @task(name="publish-summary", cache_policy=NONE)

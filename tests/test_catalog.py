@@ -24,6 +24,23 @@ def test_upsert_is_idempotent_and_keyed_by_collection_and_id(database_url: str) 
     assert catalog.collections() == {"c1": 1, "c2": 1}
 
 
+def test_add_pending_inserts_only_what_is_unknown(database_url: str) -> None:
+    catalog = Catalog(database_url)
+    catalog.upsert("c", [row("/p/a.jpg", INDEXED)])
+    catalog.add_pending("c", [row("/p/a.jpg"), row("/p/b.jpg")])
+    catalog.add_pending("c", [row("/p/b.jpg", size=99)])  # a second run planning the same file
+    known = catalog.known("c")
+    assert known["/p/a.jpg"].status == INDEXED, "an indexed row is never demoted by a plan"
+    assert known["/p/b.jpg"].status == PENDING and known["/p/b.jpg"].size == 10
+    assert catalog.count("c", PENDING) == 1
+
+
+def test_errors_name_the_database_without_its_password() -> None:
+    with pytest.raises(CatalogError) as raised:
+        Catalog("mysql+pymysql://root:s3cret@127.0.0.1:1/nowhere?connect_timeout=2")
+    assert "mysql at 127.0.0.1:1/nowhere" in str(raised.value) and "s3cret" not in str(raised.value)
+
+
 def test_paths_are_case_sensitive_and_unicode_safe(database_url: str) -> None:
     catalog = Catalog(database_url)
     paths = ["/p/Photo.jpg", "/p/photo.jpg", "/p/фото 😀.jpg", "/p/it's \"quoted\"; DROP TABLE images;.jpg"]
