@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
 VECTOR_FIELD = "vector"
 MAX_LABELS = 64
 LABEL_LENGTH = 128
@@ -145,8 +147,7 @@ class VectorStore:
             }
             for image, vector, label_list, folder in zip(ids, vectors, labels, folders, strict=True)
         ]
-        with _errors(self.uri, f"upsert into {name}"):
-            self.client.upsert(name, rows)
+        self._on_loaded(name, f"upsert into {name}", lambda: self.client.upsert(name, rows))
 
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if not ids or not self.has_collection(name):
@@ -158,17 +159,15 @@ class VectorStore:
         """Stored vectors by id; ids not stored are absent."""
         if not ids or not self.has_collection(name):
             return {}
-        self.ensure_collection(name)
-        with _errors(self.uri, f"get from {name}"):
-            rows = self.client.get(name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD])
+        rows = self._on_loaded(name, f"get from {name}", lambda: self.client.get(
+            name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD]))
         return {int(row["id"]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
 
     def count(self, name: str) -> int:
         if not self.has_collection(name):
             return 0
-        self.ensure_collection(name)
-        with _errors(self.uri, f"count {name}"):
-            result = self.client.query(name, filter="", output_fields=["count(*)"])
+        result = self._on_loaded(name, f"count {name}", lambda: self.client.query(
+            name, filter="", output_fields=["count(*)"]))
         return int(result[0]["count(*)"])
 
     def iter_ids(self, name: str, batch: int = 1000) -> Iterator[int]:
@@ -192,15 +191,29 @@ class VectorStore:
         """Nearest stored vectors by inner product, best first, one list per query."""
         if not self.has_collection(name):
             return [[] for _ in vectors]
-        self.ensure_collection(name)
         params: dict[str, object] = {"metric_type": "IP", "params": search_params(self._index_of(name), top_k)}
         expression = f"array_contains(labels, {string_literal(label)})" if label else ""
-        with _errors(self.uri, f"search {name}"):
-            results = self.client.search(
-                name, data=[v.tolist() for v in vectors], limit=top_k, filter=expression,
-                search_params=params, anns_field=VECTOR_FIELD,
-            )
+        results = self._on_loaded(name, f"search {name}", lambda: self.client.search(
+            name, data=[v.tolist() for v in vectors], limit=top_k, filter=expression,
+            search_params=params, anns_field=VECTOR_FIELD,
+        ))
         return [[Hit(int(hit["id"]), float(hit["distance"])) for hit in hits] for hits in results]
+
+    def _on_loaded(self, name: str, operation: str, call: Callable[[], T]) -> T:
+        """`call` on a loaded collection. A Milvus server that restarted comes back
+        with its collections released: load again and retry once."""
+        self.ensure_collection(name)
+        try:
+            with _errors(self.uri, operation):
+                return call()
+        except VectorStoreError as error:
+            self._ready.discard(name)  # check (and load) again on the next call
+            cause = str(error.__cause__ or "")
+            if "released" not in cause and "not loaded" not in cause and "load()" not in cause:
+                raise
+        self.ensure_collection(name)
+        with _errors(self.uri, operation):
+            return call()
 
     def _index_of(self, name: str) -> str:
         """The index type the collection was created with (it may predate a settings change)."""
