@@ -1,0 +1,37 @@
+"""Two index runs of the same folder at the same time, in two processes sharing
+a milvus-lite server and the SQLite catalog: no duplicates, counts right."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from imgsearch.samples import Photo
+from tests.backends import MilvusLiteServer
+from tests.conftest import write_folder
+from tests.faults.conftest import ROOT, assert_consistent, index_command, subprocess_env
+
+COLLECTION = "twice"
+PHOTOS = 48
+
+
+def test_two_runs_of_one_folder_at_once(
+    tmp_path: Path, photos: list[Photo], weights: Path, prefect_api_url: str,
+    milvus_server: MilvusLiteServer,
+) -> None:
+    files = write_folder(tmp_path / "photos", photos, PHOTOS, seed=41)
+    data = tmp_path / "data"
+    env = subprocess_env(DATA_DIR=str(data), DEFAULT_TABLE=COLLECTION, PREFECT_API_URL=prefect_api_url,
+                         MILVUS_URI=milvus_server.uri)
+    runs = [subprocess.Popen(index_command(tmp_path / "photos", "--chunk-size", "8"), env=env, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, err[-3000:]
+    summaries = [json.loads(out) for out, _ in outputs]
+    assert all(s["failed"] == 0 and s["indexed"] + s["skipped"] == PHOTOS for s in summaries)
+    # Both runs planned every photo and wrote at least part of them: the runs overlapped.
+    assert all(s["indexed"] > 0 for s in summaries), summaries
+    assert_consistent(f"sqlite:///{data / 'catalog.db'}", milvus_server.uri, COLLECTION, files)
