@@ -161,6 +161,62 @@ def test_bad_uploads_are_4xx_json(site: Site, upload: bytes, status: int) -> Non
 
 
 @pytest.mark.parametrize("top_k", ["0", "-1", "101", "1000000000", "abc", "1.5"])
+def jpeg(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 60)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def jpeg_zip_polyglot() -> bytes:
+    """A valid JPEG with a ZIP archive appended: both tools open it."""
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("../../evil.sh", "echo pwned")
+    return jpeg((64, 48)) + archive.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("upload", "status"),
+    [(jpeg((300, 200))[:400], 422), (jpeg((300, 200))[:-200] + b"\0" * 10, 422),
+     (b"\xff\xd8\xff\xe0" + b"\0" * 100, 415), (b"PK\x03\x04" + b"\0" * 100, 415),
+     (b"GIF89a" + b"\0" * 20, 415), (b"%PDF-1.4\n" * 10, 415)],
+    ids=["truncated-jpeg-header", "jpeg-cut-short", "jpeg-magic-only", "zip", "gif-magic-only", "pdf"],
+)
+def test_hostile_uploads_are_4xx_json(site: Site, upload: bytes, status: int) -> None:
+    with site.client() as client:
+        assert_error(client.post("/api/search", files={"image": ("x.jpg", upload)}), status)
+
+
+@pytest.mark.parametrize("upload", [jpeg((1, 1)), png((1, 1)), jpeg_zip_polyglot()],
+                         ids=["1x1-jpeg", "1x1-png", "jpeg-zip-polyglot"])
+def test_odd_but_valid_images_are_searched(site: Site, upload: bytes) -> None:
+    with site.client() as client:
+        response = client.post("/api/search", params={**Q, "top_k": 2}, files={"image": ("x.jpg", upload)})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"]) == 2
+
+
+@pytest.mark.parametrize(
+    "name", ["it's", 'a"b', "../etc", "..", "a/b", "фото", "😀", "a" * 300, "a b", "a;DROP TABLE images"],
+)
+def test_hostile_collection_names_are_422(site: Site, name: str) -> None:
+    with site.client() as client:
+        assert_error(client.post("/api/search", params={"collection": name},
+                                 files={"image": ("x.png", png((8, 8)))}), 422)
+        # In the path, a name with "/" or ".." does not reach the route at all: 404.
+        response = client.get("/api/collections/" + httpx_quote(name))
+        assert_error(response, 404 if "/" in name or name == ".." else 422)
+        assert_error(client.post("/api/index", json={"path": "/tmp", "collection": name}), 422)
+
+
+def httpx_quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
 def test_bad_top_k_is_422(site: Site, top_k: str) -> None:
     with site.client() as client:
         response = client.post("/api/search", params={"top_k": top_k}, files={"image": ("x.png", png((8, 8)))})
@@ -195,6 +251,13 @@ def test_uploads_over_the_limit_are_413(site: Site) -> None:
         response = client.post("/api/search", content=chunks(),
                                headers={"content-type": "multipart/form-data; boundary=b"})
         assert_error(response, 413)
+
+
+def test_a_50_mb_upload_is_413_without_reading_it_all(site: Site) -> None:
+    big = jpeg((64, 64)) + b"\0" * (50 * 1024 * 1024)
+    with site.client() as client:
+        assert_error(client.post("/api/search", files={"image": ("big.jpg", big)}), 413)
+        assert_error(client.post("/img/search", files={"image": ("big.jpg", big)}), 413)
 
 
 def test_decompression_bomb_is_413(site: Site) -> None:

@@ -55,6 +55,31 @@ def test_the_key_opens_them_either_way(guarded: str, site: Site, photos: list, t
     assert header.status_code == 200, header.text
 
 
+def test_a_wrong_key_is_rejected_in_constant_time() -> None:
+    """A 1 MB key: a plain `==` returns at the first differing byte (about 600 times
+    faster for a wrong first byte than a wrong last one); this must not."""
+    import statistics
+    import time
+
+    from search_app.auth import keys_match
+
+    key = b"k" * (1 << 20)
+    wrong_first, wrong_last = b"x" + key[1:], key[:-1] + b"x"
+
+    def median_seconds(given: bytes) -> float:
+        times = []
+        for _ in range(300):
+            started = time.perf_counter()
+            keys_match(given, key)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    assert keys_match(key, key) and not keys_match(wrong_first, key) and not keys_match(wrong_last, key)
+    median_seconds(wrong_last)  # warm up
+    ratio = median_seconds(wrong_first) / median_seconds(wrong_last)
+    assert 0.5 < ratio < 2, f"a wrong first byte takes {ratio:.3f} times as long as a wrong last byte"
+
+
 def test_reading_routes_stay_open_with_a_key(guarded: str) -> None:
     assert httpx.get(f"{guarded}/api/collections").status_code == 200
     assert httpx.get(f"{guarded}/health").status_code == 200
