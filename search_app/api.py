@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -80,6 +81,11 @@ async def search(request: Request) -> Response:
     marks = [("start", time.perf_counter())]
     svc = services(request)
     data, fields = await read_upload(request)
+    # A value may come in the query or the form (the form wins); each given one must be valid.
+    for given in (request.query_params, fields):
+        params.integer(given, "top_k", svc.settings.top_k, 1, 100)
+        params.collection(given, svc.settings.default_table)
+        params.label(given)
     values = {**request.query_params, **fields}
     top_k = params.integer(values, "top_k", svc.settings.top_k, 1, 100)
     collection = params.collection(values, svc.settings.default_table)
@@ -209,14 +215,14 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 def index_path(svc: Services, raw: object) -> str:
     """A folder or image on the server that may be indexed."""
-    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
-        raise ApiError(422, "path must be a non-empty string: a folder or image on the server")
+    if not isinstance(raw, str) or not raw or "\x00" in raw:
+        raise ApiError(422, "path must be a non-empty string without NUL: a folder or image on the server")
     path = canonical_path(raw)
     roots = [canonical_path(root) for root in svc.settings.index_roots]
     if roots and not any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots):
         raise ApiError(403, "path is outside INDEX_ROOTS", "forbidden")
     if not os.path.exists(path):
-        raise ApiError(422, f"no such file or folder on the server: {raw[:200]}")
+        raise ApiError(404, f"no such file or folder on the server: {raw[:200]}")
     return path
 
 
@@ -243,16 +249,24 @@ async def index_status(request: Request) -> Response:
     return JSONResponse(found)
 
 
+def by_method(**endpoints: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """One endpoint for a path served by several methods, so that a 405 lists all of them."""
+
+    async def endpoint(request: Request) -> Response:
+        return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+
+    return endpoint
+
+
 ROUTES = [
     Route("/api/search", search, methods=["POST"]),
     Route("/api/images/{id}/similar", similar, methods=["GET"]),
     Route("/api/images/{id}/file", image_file, methods=["GET"]),
     Route("/api/images/{id}/thumbnail", image_thumbnail, methods=["GET"]),
-    Route("/api/images/{id}", image_record, methods=["GET"]),
-    Route("/api/images/{id}", delete_image, methods=["DELETE"]),
+    Route("/api/images/{id}", by_method(GET=image_record, DELETE=delete_image), methods=["GET", "DELETE"]),
     Route("/api/collections", collections, methods=["GET"]),
-    Route("/api/collections/{name}", collection_detail, methods=["GET"]),
-    Route("/api/collections/{name}", drop_collection, methods=["DELETE"]),
+    Route("/api/collections/{name}", by_method(GET=collection_detail, DELETE=drop_collection),
+          methods=["GET", "DELETE"]),
     Route("/api/index", start_index, methods=["POST"]),
     Route("/api/index/{run_id}", index_status, methods=["GET"]),
 ]

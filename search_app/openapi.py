@@ -31,22 +31,31 @@ def query(name: str, schema: dict[str, Any], description: str = "") -> dict[str,
 
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,16}$"},
       "description": "an image id, as returned by search"}
-COLLECTION = query("collection", {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,254}$"},
-                   "default: DEFAULT_TABLE")
+NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,254}$"
+OPTIONAL_NAME = {"type": "string", "pattern": "^([A-Za-z_][A-Za-z0-9_]{0,254})?$",
+                 "description": "empty or absent: DEFAULT_TABLE"}
+COLLECTION = query("collection", OPTIONAL_NAME, "default: DEFAULT_TABLE")
+NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": NAME_PATTERN}}
+SERVER_PATH = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]+$",
+               "description": "a folder or image on the server, inside INDEX_ROOTS when that is set"}
 TOP_K = query("top_k", {"type": "integer", "minimum": 1, "maximum": 100}, "default: TOP_K")
 LABEL = query("label", {"type": "string", "maxLength": 128}, "only images with this label")
-TABLE = query("table_name", {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,254}$"})
+TABLE = query("table_name", OPTIONAL_NAME)
 SECURED = [{"bearer": []}, {"apiKey": []}]
 UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary"},
+    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
                    "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
-                   "collection": {"type": "string"}, "label": {"type": "string", "maxLength": 128}},
+                   "collection": OPTIONAL_NAME, "label": {"type": "string", "maxLength": 128}},
 }}}}
 SEED_UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary"},
+    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
                    "topk": {"type": "integer", "minimum": 1, "maximum": 100}},
+}}}}
+IMAGE_ONLY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["image"],
+    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1}},
 }}}}
 IMAGE_BYTES = {"description": "the image", "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}
 
@@ -84,8 +93,7 @@ SCHEMAS: dict[str, Any] = {
                                               "description": "found by a run, not yet indexed"},
                                   "labels": {"type": "object", "additionalProperties": {"type": "integer"}}}},
     "IndexRequest": {"type": "object", "required": ["path"],
-                     "properties": {"path": {"type": "string", "minLength": 1},
-                                    "collection": {"type": "string"}}},
+                     "properties": {"path": SERVER_PATH, "collection": {**OPTIONAL_NAME, "nullable": True}}},
     "IndexStarted": {"type": "object", "required": ["run_id", "status_url"],
                      "properties": {"run_id": {"type": "string"}, "status_url": {"type": "string"}}},
     "IndexRun": {"type": "object", "required": ["run_id", "state"], "properties": {
@@ -140,15 +148,13 @@ PATHS: dict[str, Any] = {
     "/api/collections/{name}": {
         "get": operation("A collection's counts and labels", {
             "200": json_response("the collection", ref("Collection")), **errors(404, 422, 503)},
-            parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-            tag="manage"),
+            parameters=[NAME], tag="manage"),
         "delete": operation("Drop a collection", {"200": json_response("dropped", {"type": "object"}),
                                                   **errors(401, 404, 422, 503)},
-                            parameters=[{"name": "name", "in": "path", "required": True,
-                                         "schema": {"type": "string"}}], secured=True, tag="manage")},
+                            parameters=[NAME], secured=True, tag="manage")},
     "/api/index": {"post": operation(
         "Start indexing a folder on the server (a Prefect flow run)", {
-            "202": json_response("started", ref("IndexStarted")), **errors(400, 401, 403, 422, 503)},
+            "202": json_response("started", ref("IndexStarted")), **errors(400, 401, 403, 404, 422, 503)},
         body={"required": True, "content": {JSON: {"schema": ref("IndexRequest")}}}, secured=True,
         tag="manage")},
     "/api/index/{run_id}": {"get": operation(
@@ -162,13 +168,13 @@ PATHS: dict[str, Any] = {
         "description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}},
         tag="operations")},
     "/img/load": {"post": operation("Seed: start loading a folder", {
-        "200": json_response("started", {"type": "string"}), **errors(400, 401, 403, 422, 503)},
+        "200": json_response("started", {"type": "string"}), **errors(400, 401, 403, 404, 422, 503)},
         body={"required": True, "content": {JSON: {"schema": {"type": "object", "required": ["File"],
-              "properties": {"File": {"type": "string"}, "Table": {"type": "string", "nullable": True}}}}}},
+              "properties": {"File": SERVER_PATH, "Table": {**OPTIONAL_NAME, "nullable": True}}}}}},
         secured=True, tag="seed")},
     "/img/upload": {"post": operation("Seed: upload and index one image", {
         "200": json_response("indexed", {"type": "string"}), **errors(400, 401, 413, 415, 422, 503)},
-        parameters=[TABLE], body=SEED_UPLOAD, secured=True, tag="seed")},
+        parameters=[TABLE], body=IMAGE_ONLY, secured=True, tag="seed")},
     "/img/search": {"post": operation("Seed: search, as [[path, distance], ...]", {
         "200": json_response("nearest first (squared L2 of unit vectors)", {"type": "array", "items": {
             "type": "array", "minItems": 2, "maxItems": 2, "items": {}}}),

@@ -13,8 +13,12 @@ def integer(values: Mapping[str, object], name: str, default: int, low: int, hig
     raw = values.get(name)
     if raw is None or raw == "":
         return default
+    text = str(raw).strip()
     try:
-        value = int(str(raw).strip())
+        # int() would also take "1_000" and non-ASCII digits; a client's integer is [+-]?[0-9]+.
+        if not text.isascii() or "_" in text:
+            raise ValueError(text)
+        value = int(text)
     except ValueError:
         raise ApiError(422, f"{name} must be an integer from {low} to {high}, got {str(raw)[:40]!r}") from None
     if not low <= value <= high:
@@ -46,6 +50,7 @@ def label(values: Mapping[str, object]) -> str | None:
 
 def image_id(raw: str) -> int:
     """Path parameter {id}: anything but a known id's form is simply not found."""
-    if not raw.isdigit() or len(raw) > 16 or int(raw) >= 2**ID_BITS:
+    # isdigit() alone admits "¹" and "٣", which int() then refuses or reads: ASCII only.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16 or int(raw) >= 2**ID_BITS:
         raise ApiError(404, f"no image with id {raw[:40]!r}")
     return int(raw)

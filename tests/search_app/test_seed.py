@@ -48,7 +48,7 @@ def test_img_load_starts_a_run_and_progress_follows_it(site: Site, photos: list,
             time.sleep(0.5)
         assert client.get("/progress").json() == "current: 5, total: 5"
         assert client.post("/img/count", params={"table_name": "seed_load"}).json() == 5
-        assert_error(client.post("/img/load", json={"File": "/definitely/not/here"}), 422)
+        assert_error(client.post("/img/load", json={"File": "/definitely/not/here"}), 404)
 
 
 def test_img_upload_indexes_one_image(site: Site, tmp_path: Path) -> None:
