@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -57,7 +58,10 @@ def thumbnail(source: Path, record: ImageRecord, size: int, cache_dir: Path) -> 
         image.draft("RGB", (size, size))
         small = to_rgb(ImageOps.exif_transpose(image))
         small.thumbnail((size, size), Image.Resampling.LANCZOS)
-        partial = target.with_name(f".{os.getpid()}.{target.name}")
-        small.save(partial, "JPEG", quality=85)
+        # A name of this call's own: concurrent requests for one thumbnail (found
+        # by the load test) each write their own file; the last rename wins, all succeed.
+        handle, partial = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".jpg", dir=target.parent)
+        with os.fdopen(handle, "wb") as output:
+            small.save(output, "JPEG", quality=85)
     os.replace(partial, target)
     return target
