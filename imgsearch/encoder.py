@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,24 +82,71 @@ class Encoder:
             return tf.math.l2_normalize(tf.cast(features, tf.float32), axis=1)
 
         self._forward = forward
-        self._lock = threading.Lock()
+        self._lock = PassLock()
         global BUILDS
         BUILDS += 1
         # Trace the graph now (shape-generic), not inside the first real batch.
         forward(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8))
 
-    def embed(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors."""
+    def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
+        """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors. `urgent`
+        passes (a person waiting on a search) go before waiting indexing passes."""
         if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) pixels, got {pixels.shape}")
         outputs = []
         for start in range(0, len(pixels), self.batch_size):
             batch = np.ascontiguousarray(pixels[start : start + self.batch_size], dtype=np.uint8)
-            with self._lock:
+            with self._lock.hold(urgent):
                 outputs.append(self._forward(batch).numpy())
         if not outputs:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+class PassLock:
+    """One forward pass at a time; urgent waiters first, but never more than
+    `urgent_run` urgent passes in a row while a normal one waits, so that a
+    steady stream of searches slows an index run down without stopping it."""
+
+    def __init__(self, urgent_run: int = 2) -> None:
+        self._state = threading.Condition()
+        self._held = False
+        self._urgent_waiting = 0
+        self._urgent_in_a_row = 0
+        self._urgent_run = urgent_run
+        self._normal_waiting = 0
+
+    @contextmanager
+    def hold(self, urgent: bool) -> Iterator[None]:
+        with self._state:
+            if urgent:
+                self._urgent_waiting += 1
+            else:
+                self._normal_waiting += 1
+            try:
+                while not self._may_go(urgent):
+                    self._state.wait()
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+                else:
+                    self._normal_waiting -= 1
+            self._held = True
+            self._urgent_in_a_row = self._urgent_in_a_row + 1 if urgent else 0
+        try:
+            yield
+        finally:
+            with self._state:
+                self._held = False
+                self._state.notify_all()
+
+    def _may_go(self, urgent: bool) -> bool:
+        if self._held:
+            return False
+        starving = self._normal_waiting > 0 and self._urgent_in_a_row >= self._urgent_run
+        if urgent:
+            return not starving
+        return self._urgent_waiting == 0 or starving
 
 
 def untrained_layers(model: object) -> list[str]:

@@ -53,9 +53,8 @@ class QueryBatcher:
             if not live:
                 continue
             try:
-                vectors = await anyio.to_thread.run_sync(
-                    self.encoder.embed, np.stack([pixels for pixels, _ in live])
-                )
+                stacked = np.stack([pixels for pixels, _ in live])
+                vectors = await anyio.to_thread.run_sync(lambda: self.encoder.embed(stacked, urgent=True))
             except Exception as error:  # noqa: BLE001 - hand the failure to every waiter
                 for _, future in live:
                     if not future.done():
