@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from cli.processes import listens, wait_until, wait_until_healthy
 
 BIN = Path(sys.executable).parent
@@ -50,8 +52,19 @@ def services(data_dir: Path, prefect_port: int, milvus_port: int, app_port: int,
                            "--host", HOST, "--port", str(milvus_port)], f"tcp:{milvus_port}"),
         Service("search", [str(BIN / "imgsearch"), "serve", "--host", HOST, "--port", str(app_port)],
                 f"http://{HOST}:{app_port}/health", shared),
-        Service("runner", runner, None, shared),
+        # Ready once every deployment is registered (the runner registers them one by one).
+        Service("runner", runner, f"deployments:http://{HOST}:{prefect_port}/api", shared),
     ]
+
+
+def deployments_registered(api: str) -> bool:
+    from deployments.definitions import definitions
+
+    try:
+        found = httpx.post(f"{api}/deployments/filter", json={}, timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return {item.name for item in definitions()} <= {deployment.get("name") for deployment in found}
 
 
 def state_file(data_dir: Path) -> Path:
@@ -74,6 +87,9 @@ def start(stack: list[Service], data_dir: Path) -> dict[str, int]:
                 if service.health and service.health.startswith("tcp:"):
                     port = int(service.health[4:])
                     wait_until(lambda: listens(port), process, 60, f"port {port}")
+                elif service.health and service.health.startswith("deployments:"):
+                    api = service.health.removeprefix("deployments:")
+                    wait_until(lambda: deployments_registered(api), process, 180, "the deployments")
                 elif service.health:
                     wait_until_healthy(service.health, process)
                 else:

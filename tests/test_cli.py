@@ -55,7 +55,7 @@ def test_index_search_count_delete_drop(run, tmp_path: Path, photos: list[Photo]
     assert json.loads(again.stdout)["skipped"] == 40
     counted = run("count", "--json")
     assert json.loads(counted.stdout) == {"collection": "milvus_img_search", "indexed": 40,
-                                          "failed": 0, "vectors": 40}
+                                          "failed": 0, "pending": 0, "vectors": 40}
 
     deleted = run("delete", str(target))
     assert deleted.returncode == 0 and "deleted 1 image" in deleted.stdout

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cli.processes import free_port, listens, wait_until
 from imgsearch.catalog import Catalog
 from imgsearch.samples import Photo
 from imgsearch.vectors import VectorStore, image_id
+from tests.backends import MilvusLiteServer
 from tests.conftest import write_folder
 from tests.test_deployments import clean_env
 
@@ -25,21 +25,12 @@ pytestmark = pytest.mark.usefixtures("weights")
 
 @pytest.fixture(scope="module")
 def milvus_lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("milvus-lite-server")
-    port = free_port()
-    log = open(folder / "server.log", "w")
-    server = subprocess.Popen([str(BIN / "milvus-lite"), "server", "--data-dir", str(folder / "data"),
-                               "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite-server"))
+    server.start()
     try:
-        wait_until(lambda: listens(port), server, 60, f"milvus-lite server on {port}")
-    except (RuntimeError, TimeoutError):
-        raise RuntimeError((folder / "server.log").read_text()[-2000:]) from None
-    try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.uri
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        server.stop()
 
 
 def index(path: Path, collection: str, runner: str, env: dict[str, str]) -> dict:

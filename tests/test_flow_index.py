@@ -16,11 +16,11 @@ from tests.conftest import write_folder
 pytestmark = pytest.mark.usefixtures("prefect_api", "weights")
 
 
-@pytest.fixture(params=["sqlite", "mysql", "milvus-standalone", "dask"])
+@pytest.fixture(params=["sqlite", "mysql", "milvus-standalone"])
 def backend(request: pytest.FixtureRequest, env: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Milvus Lite + SQLite; Milvus Lite + MariaDB; a Milvus standalone server + SQLite; the
-    same standalone with chunk tasks on a Dask LocalCluster of 2 processes."""
-    if request.param in ("milvus-standalone", "dask"):
+    """Milvus Lite + SQLite; Milvus Lite + MariaDB; a Milvus standalone server + SQLite.
+    (The Dask runner, on a milvus-lite server: tests/test_dask.py.)"""
+    if request.param == "milvus-standalone":
         monkeypatch.setenv("MILVUS_URI", request.getfixturevalue("milvus_standalone"))
         monkeypatch.setenv("DEFAULT_TABLE", f"flow_{abs(hash(str(env))) % 10**8}")
         get_settings.cache_clear()
@@ -38,15 +38,8 @@ def ids_of_both_stores(collection: str) -> tuple[list[int], list[int]]:
     return catalog_ids, milvus_ids
 
 
-def flow_for(backend: str) -> object:
-    from flows.index import index_images
-    from flows.runners import task_runner
-
-    return index_images.with_options(task_runner=task_runner("dask")) if backend == "dask" else index_images
-
-
 def test_index_twice_then_change_one_file(backend: str, tmp_path: Path, photos: list[Photo]) -> None:
-    index_images = flow_for(backend)
+    from flows.index import index_images
 
     collection = get_settings().default_table
     paths = write_folder(tmp_path / "photos", photos, 30)

@@ -23,7 +23,7 @@ from tests.conftest import ARTIFACTS, write_folder
 from tests.faults.conftest import ROOT, subprocess_env
 
 COLLECTION = "loaded"
-INDEXED, WRITTEN_DURING_LOAD = 60, 480
+INDEXED, WRITTEN_DURING_LOAD = 60, 300
 USERS, SECONDS = 16, 60
 
 
