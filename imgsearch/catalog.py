@@ -95,10 +95,21 @@ class Catalog:
         self.url = url
         self.where = describe(url)
         self.engine = _engine(url)
-        try:
-            Base.metadata.create_all(self.engine)
-        except SQLAlchemyError as error:
-            raise CatalogError(f"cannot reach the database ({self.where}): {_reason(error)}") from None
+        self._create_tables()
+
+    def _create_tables(self, attempts: int = 3) -> None:
+        """Create the table and indexes if missing. Two processes starting on a new
+        database both see no table and both create it: the loser's "already exists"
+        (seen with two index runs at once) means the work is done; check again."""
+        for attempt in range(attempts):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except SQLAlchemyError as error:
+                reason = _reason(error)
+                raced = "already exists" in reason or "Duplicate key name" in reason
+                if not raced or attempt == attempts - 1:
+                    raise CatalogError(f"cannot reach the database ({self.where}): {reason}") from None
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +35,24 @@ def test_add_pending_inserts_only_what_is_unknown(database_url: str) -> None:
     assert known["/p/a.jpg"].status == INDEXED, "an indexed row is never demoted by a plan"
     assert known["/p/b.jpg"].status == PENDING and known["/p/b.jpg"].size == 10
     assert catalog.count("c", PENDING) == 1
+
+
+def test_processes_starting_together_on_a_new_database_all_open_it(tmp_path: Path) -> None:
+    """Each opener checks for the table, then creates it: the losers of that race must not fail."""
+    for attempt in range(5):
+        url = f"sqlite:///{tmp_path / f'new{attempt}.db'}"
+        start = threading.Barrier(6)
+
+        def open_catalog(_: int) -> int:
+            start.wait()
+            catalog = Catalog(url)
+            try:
+                return catalog.count("c", status=None)
+            finally:
+                catalog.close()
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(open_catalog, range(6))) == [0] * 6
 
 
 def test_errors_name_the_database_without_its_password() -> None:
