@@ -94,10 +94,14 @@ class Encoder:
         if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) pixels, got {pixels.shape}")
         outputs = []
-        for start in range(0, len(pixels), self.batch_size):
-            batch = np.ascontiguousarray(pixels[start : start + self.batch_size], dtype=np.uint8)
+        start = 0
+        while start < len(pixels):
             with self._lock.hold(urgent):
+                # A search waiting behind an index batch waits for a quarter batch, not a whole one.
+                size = self.batch_size // 4 if not urgent and self._lock.urgent_waiting else self.batch_size
+                batch = np.ascontiguousarray(pixels[start : start + max(1, size)], dtype=np.uint8)
                 outputs.append(self._forward(batch).numpy())
+            start += len(batch)
         if not outputs:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32, copy=False)
@@ -139,6 +143,10 @@ class PassLock:
             with self._state:
                 self._held = False
                 self._state.notify_all()
+
+    @property
+    def urgent_waiting(self) -> int:
+        return self._urgent_waiting
 
     def _may_go(self, urgent: bool) -> bool:
         if self._held:
