@@ -21,14 +21,21 @@ def test_urgent_passes_go_first_but_a_waiting_normal_pass_gets_every_third_turn(
         with lock.hold(urgent):
             order.append(name)
 
+    def waiting() -> int:
+        return lock.urgent_waiting + lock._normal_waiting
+
     first = threading.Thread(target=holder)
     first.start()
-    time.sleep(0.05)
     threads = []
-    for name, urgent in [("n1", False), ("n2", False), ("u1", True), ("u2", True), ("u3", True), ("u4", True)]:
+    for number, (name, urgent) in enumerate(
+        [("n1", False), ("n2", False), ("u1", True), ("u2", True), ("u3", True), ("u4", True)], start=1
+    ):
         threads.append(threading.Thread(target=waiter, args=(name, urgent)))
         threads[-1].start()
-        time.sleep(0.05)  # queue in this order
+        deadline = time.monotonic() + 10
+        while waiting() < number:  # queued before the next one starts
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
     release.set()
     for thread in [first, *threads]:
         thread.join(10)
