@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from imgsearch import failpoints
 from imgsearch.catalog import DELETING, FAILED, INDEXED, PENDING, Catalog
 from imgsearch.decode import DecodedImage, DecodeError, decode_image
 from imgsearch.discover import Discovery, FoundImage
-from imgsearch import failpoints
 from imgsearch.encoder import Encoder, prefetch_map
 from imgsearch.vectors import VectorStore, image_id
 
