@@ -119,47 +119,38 @@ class Catalog:
         if not rows:
             return
         values = [{"collection": collection, **row} for row in rows]
-        dialect = self.engine.dialect.name
         with _errors(self.where, "write records"), self.engine.begin() as connection:
-            if dialect == "sqlite":
-                statement = sqlite.insert(ImageRecord).values(values)
-                statement = statement.on_conflict_do_update(
-                    index_elements=["collection", "id"],
-                    set_={key: statement.excluded[key] for key in UPDATABLE if key in values[0]},
-                )
-            elif dialect in ("mysql", "mariadb"):
-                statement = mysql.insert(ImageRecord).values(values)
-                statement = statement.on_duplicate_key_update(
-                    {key: statement.inserted[key] for key in UPDATABLE if key in values[0]}
-                )
-            else:
-                from sqlalchemy.dialects import postgresql
-
-                statement = postgresql.insert(ImageRecord).values(values)
-                statement = statement.on_conflict_do_update(
-                    index_elements=["collection", "id"],
-                    set_={key: statement.excluded[key] for key in UPDATABLE if key in values[0]},
-                )
-            connection.execute(statement)
+            connection.execute(self._insert(values, [key for key in UPDATABLE if key in values[0]]))
 
     def add_pending(self, collection: str, rows: Sequence[dict[str, Any]]) -> None:
         """Insert `pending` rows for images the catalog does not know yet; a row
         that exists (perhaps written by a concurrent run) is left as it is."""
         values = [{"collection": collection, **row, "status": PENDING} for row in rows]
-        dialect = self.engine.dialect.name
         with _errors(self.where, "write records"), self.engine.begin() as connection:
             for part in _parts(values):
-                if dialect in ("mysql", "mariadb"):
-                    statement = mysql.insert(ImageRecord).values(list(part))
-                    # A no-op update: MySQL's form of "on conflict do nothing".
-                    statement = statement.on_duplicate_key_update(status=ImageRecord.__table__.c.status)
-                elif dialect == "sqlite":
-                    statement = sqlite.insert(ImageRecord).values(list(part)).on_conflict_do_nothing()
-                else:
-                    from sqlalchemy.dialects import postgresql
+                connection.execute(self._insert(list(part), []))
 
-                    statement = postgresql.insert(ImageRecord).values(list(part)).on_conflict_do_nothing()
-                connection.execute(statement)
+    def _insert(self, values: list[dict[str, Any]], update: Sequence[str]) -> Any:
+        """INSERT ... ON CONFLICT (collection, id) in the dialect's own form: the
+        `update` columns take the new values or, with none, the row stays as it is."""
+        dialect = self.engine.dialect.name
+        if dialect in ("mysql", "mariadb"):
+            mysql_statement = mysql.insert(ImageRecord).values(values)
+            # With nothing to update, a no-op update: MySQL's form of "on conflict do nothing".
+            changes = {key: mysql_statement.inserted[key] for key in update} or {
+                "status": ImageRecord.__table__.c.status}
+            return mysql_statement.on_duplicate_key_update(changes)
+        if dialect == "sqlite":
+            statement = sqlite.insert(ImageRecord).values(values)
+        else:
+            from sqlalchemy.dialects import postgresql
+
+            statement = postgresql.insert(ImageRecord).values(values)
+        if not update:
+            return statement.on_conflict_do_nothing()
+        return statement.on_conflict_do_update(
+            index_elements=["collection", "id"], set_={key: statement.excluded[key] for key in update},
+        )
 
     def set_status(
         self, collection: str, ids: Iterable[int], status: str, *, error: str | None = None

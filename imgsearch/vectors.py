@@ -174,11 +174,10 @@ class VectorStore:
         """Every stored id (for reconciling with the catalog)."""
         if not self.has_collection(name):
             return
-        self.ensure_collection(name)
+        iterator = self._on_loaded(name, f"list ids of {name}", lambda: self.client.query_iterator(
+            name, batch_size=batch, filter="id >= 0", output_fields=["id"]
+        ))
         with _errors(self.uri, f"list ids of {name}"):
-            iterator = self.client.query_iterator(
-                name, batch_size=batch, filter="id >= 0", output_fields=["id"]
-            )
             try:
                 while rows := iterator.next():
                     yield from (int(row["id"]) for row in rows)

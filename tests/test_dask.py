@@ -25,12 +25,8 @@ pytestmark = pytest.mark.usefixtures("weights")
 
 @pytest.fixture(scope="module")
 def milvus_lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite-server"))
-    server.start()
-    try:
+    with MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite-server")) as server:
         yield server.uri
-    finally:
-        server.stop()
 
 
 def index(path: Path, collection: str, runner: str, env: dict[str, str]) -> dict:

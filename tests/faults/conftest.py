@@ -22,18 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def milvus_server(tmp_path: Path) -> Iterator[MilvusLiteServer]:
-    server = MilvusLiteServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    with MilvusLiteServer(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture
 def mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
-    server = PrivateMariaDB(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    with PrivateMariaDB(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture
