@@ -10,6 +10,7 @@ pymysql. Every statement is built by SQLAlchemy with bound parameters.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,19 +98,22 @@ class Catalog:
         self.engine = _engine(url)
         self._create_tables()
 
-    def _create_tables(self, attempts: int = 3) -> None:
+    def _create_tables(self, attempts: int = 5) -> None:
         """Create the table and indexes if missing. Two processes starting on a new
         database both see no table and both create it: the loser's "already exists"
-        (seen with two index runs at once) means the work is done; check again."""
+        means the work is done, and SQLite answers "database is locked" at once
+        (no busy wait) to a reader that tries to become a writer beside another
+        writer; both seen with two index runs at once. Check again."""
         for attempt in range(attempts):
             try:
                 Base.metadata.create_all(self.engine)
                 return
             except SQLAlchemyError as error:
                 reason = _reason(error)
-                raced = "already exists" in reason or "Duplicate key name" in reason
+                raced = any(sign in reason for sign in ("already exists", "Duplicate key name", "database is locked"))
                 if not raced or attempt == attempts - 1:
                     raise CatalogError(f"cannot reach the database ({self.where}): {reason}") from None
+                time.sleep(0.1 * (attempt + 1))
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
