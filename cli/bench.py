@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from cli.processes import free_port, wait_until_healthy
+from imgsearch import runtime
 from imgsearch.samples import augment, make_voc_sample
 from imgsearch.settings import get_settings
 from imgsearch.weights import find_weights, imagenet_labels
@@ -60,8 +61,8 @@ def timed(function: Callable[[], object], repeat: int) -> list[float]:
 # -- (a) and the single-image time --------------------------------------------------
 def model_limit(weights: Path, seconds: float) -> dict[str, Any]:
     """Bare ResNet50 forward on already-preprocessed batches."""
-    import keras
-    import tensorflow as tf
+    tf = runtime.tensorflow()
+    keras = runtime.keras()
 
     model = keras.applications.ResNet50(include_top=False, weights=str(weights), pooling="avg")
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
@@ -89,7 +90,7 @@ def model_limit(weights: Path, seconds: float) -> dict[str, Any]:
 # -- (b) ------------------------------------------------------------------------------
 def seed_method(weights: Path, files: list[Path]) -> dict[str, Any]:
     """The bootcamp's encode.py: load_img + predict, one image at a time, max pooling."""
-    import keras
+    keras = runtime.keras()
 
     model = keras.applications.ResNet50(include_top=False, weights=str(weights), pooling="max",
                                         input_shape=(224, 224, 3))
@@ -191,7 +192,7 @@ def settle(store: Any, attempts: int = 10) -> None:
 
     Milvus Lite 3.2 can answer a load right after a flush with "file seems not
     fully written"; the load is retried a few times."""
-    from pymilvus.exceptions import MilvusException
+    MilvusException = runtime.pymilvus().exceptions.MilvusException
 
     store.client.flush("bench")
     store.client.release_collection("bench")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Prefect's temporary API migrates its database on first start: on 2 busy cores
 # that took over Prefect's default 20 s (seen on a fresh clone), failing the run.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -23,6 +23,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from cli.stack import StackError  # noqa: E402
 from imgsearch.catalog import CatalogError  # noqa: E402
 from imgsearch.decode import DecodeError  # noqa: E402
+from imgsearch import runtime  # noqa: E402
 from imgsearch.discover import DiscoveryError  # noqa: E402
 from imgsearch.samples import SampleError  # noqa: E402
 from imgsearch.settings import Settings, SettingsError, check_collection_name, get_settings  # noqa: E402
@@ -37,7 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = arguments.handler
+    if arguments.verbose:
+        os.environ[runtime.LOG_LEVEL_VARIABLE] = "debug"
+    # SIGTERM ends a command the way Ctrl-C does, so that `finally` blocks and
+    # atexit run (Prefect stops its temporary API there); `serve` and `up` put
+    # their own handlers in place.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        _apply_log_level(settings().log_level)
         if getattr(arguments, "collection", None) is not None:
             check_collection_name(arguments.collection)
         return handler(arguments)
@@ -58,6 +66,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _apply_log_level(level: str) -> None:
+    """`IMGSEARCH_LOG_LEVEL` from the environment or `.env`; `debug` also shows
+    TensorFlow's start-up lines, here and in every process started from here."""
+    import logging
+
+    if level == "debug":
+        os.environ[runtime.LOG_LEVEL_VARIABLE] = "debug"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("imgsearch")
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
 def _fail(error: BaseException) -> int:
     message = " ".join(str(error).split()) or type(error).__name__
     print(f"imgsearch: error: {message}", file=sys.stderr)
@@ -66,6 +93,8 @@ def _fail(error: BaseException) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgsearch", description="Reverse image search.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, TensorFlow's start-up lines included (IMGSEARCH_LOG_LEVEL=debug)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:

@@ -9,7 +9,6 @@ spreads one pass over every core, and two at once only thrash the caches.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
 import numpy as np
 
+from imgsearch import runtime
 from imgsearch.decode import INPUT_SIZE
 from imgsearch.weights import HOW_TO_PROVIDE, WeightsError
 
@@ -41,8 +38,8 @@ class Encoder:
     def __init__(
         self, weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
     ) -> None:
-        import keras
-        import tensorflow as tf
+        tf = runtime.tensorflow()
+        keras = runtime.keras()
 
         self.pooling = pooling
         self.batch_size = batch_size
@@ -161,7 +158,7 @@ def untrained_layers(model: object) -> list[str]:
     """Batch-norm layers whose statistics are still Keras' initial values (mean 0,
     variance 1): weights that a file did not provide. Keras may skip mismatched
     layers with a warning; this turns that into a refusal."""
-    import keras
+    keras = runtime.keras()
 
     names = []
     for layer in model.layers:  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from imgsearch import runtime
 from imgsearch.decode import decode_image
 from imgsearch.discover import FoundImage
 
@@ -37,8 +38,8 @@ class FeatureMaps:
     """ResNet50 without pooling: (N, 224, 224, 3) uint8 -> (N, 7, 7, 2048) float32."""
 
     def __init__(self, weights: Path, batch_size: int = 32) -> None:
-        import keras
-        import tensorflow as tf
+        tf = runtime.tensorflow()
+        keras = runtime.keras()
 
         self.model = keras.applications.ResNet50(include_top=False, weights=str(weights), pooling=None)
         preprocess = keras.applications.resnet50.preprocess_input

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     weights: Path | None = Field(None, validation_alias="IMGSEARCH_WEIGHTS")
     api_key: str = Field("", description="when set, mutating HTTP routes require it")
     max_upload_mb: float = Field(20.0, gt=0, le=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "warning", validation_alias="IMGSEARCH_LOG_LEVEL",
+        description="imgsearch's own log level; debug also shows TensorFlow's start-up lines")
     index_roots_raw: str = Field("", validation_alias="INDEX_ROOTS",
                                  description="colon-separated folders HTTP clients may index; empty: any")
 
@@ -66,6 +69,11 @@ class Settings(BaseSettings):
     @classmethod
     def _collection_name(cls, value: str) -> str:
         return check_collection_name(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("vector_dimension")
     @classmethod

