@@ -21,6 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from imgsearch import runtime
+from imgsearch.writer_lock import CollectionWriterLock
 
 T = TypeVar("T")
 VECTOR_FIELD = "vector"
@@ -79,6 +80,8 @@ class VectorStore:
         except Exception as error:  # noqa: BLE001 - pymilvus raises many kinds
             raise VectorStoreError(f"cannot reach Milvus at {uri}: {_reason(error)}") from None
         self.index_type = index_type or ("FLAT" if self.is_lite else "HNSW")
+        # Milvus Lite's engine takes one writer per collection at a time.
+        self._writer = CollectionWriterLock(uri) if self.is_lite else None
         self._ready: set[str] = set()
         self._index_types: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -97,7 +100,7 @@ class VectorStore:
             self._ready.add(name)
 
     def _create(self, name: str) -> None:
-        from pymilvus import DataType
+        DataType = runtime.pymilvus().DataType
 
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
@@ -128,7 +131,7 @@ class VectorStore:
             return sorted(self.client.list_collections())
 
     def drop(self, name: str) -> None:
-        with _errors(self.uri, f"drop collection {name}"):
+        with self._writing(name), _errors(self.uri, f"drop collection {name}"):
             self.client.drop_collection(name)
         self._ready.discard(name)
         self._index_types.pop(name, None)
@@ -150,12 +153,13 @@ class VectorStore:
             }
             for image, vector, label_list, folder in zip(ids, vectors, labels, folders, strict=True)
         ]
-        self._on_loaded(name, f"upsert into {name}", lambda: self.client.upsert(name, rows))
+        with self._writing(name):
+            self._on_loaded(name, f"upsert into {name}", lambda: self.client.upsert(name, rows))
 
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if not ids or not self.has_collection(name):
             return
-        with _errors(self.uri, f"delete from {name}"):
+        with self._writing(name), _errors(self.uri, f"delete from {name}"):
             self.client.delete(name, ids=[int(image) for image in ids])
 
     def vectors(self, name: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
@@ -200,6 +204,9 @@ class VectorStore:
             search_params=params, anns_field=VECTOR_FIELD,
         ))
         return [[Hit(int(hit["id"]), float(hit["distance"])) for hit in hits] for hits in results]
+
+    def _writing(self, name: str) -> AbstractContextManager[None]:
+        return self._writer.held(name) if self._writer is not None else nullcontext()
 
     def _on_loaded(self, name: str, operation: str, call: Callable[[], T]) -> T:
         """`call` on a loaded collection. A Milvus server that restarted comes back
