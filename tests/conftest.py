@@ -153,3 +153,25 @@ def prefect_api() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_home_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PREFECT_HOME whose database is already migrated: a stack test copies it
+    into DATA_DIR/prefect so that its Prefect server starts in ~6 s, not ~13 s."""
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("prefect-home-template")
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    subprocess.run([str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
+                   env=env, check=True, capture_output=True, timeout=300)
+    return home
+
+
+def seed_prefect_home(template: Path, data_dir: Path) -> None:
+    import shutil
+
+    shutil.copytree(template, data_dir / "prefect")
+
