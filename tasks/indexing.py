@@ -5,6 +5,10 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+
+import threading
+from uuid import UUID
 
 from imgsearch import indexing
 from imgsearch.catalog import PENDING
@@ -14,6 +18,25 @@ from tasks import stores
 
 MILVUS_WRITE_TAG = "milvus-write"
 RETRY_DELAYS = [2.0, 10.0, 30.0]
+
+_STOPPED_RUNS: set[str] = set()
+_STOPPED_LOCK = threading.Lock()
+
+
+class RunStopped(RuntimeError):
+    """A chunk not started because its run was asked to stop; its images stay pending."""
+
+
+def stop_runs(run_ids: list[str]) -> None:
+    """Ask these flow runs of this process to stop (`imgsearch serve` shutting down):
+    their chunks not yet started end at once and are not retried."""
+    with _STOPPED_LOCK:
+        _STOPPED_RUNS.update(run_ids)
+
+
+def _stopping(run_id: UUID | str | None) -> bool:
+    with _STOPPED_LOCK:
+        return str(run_id) in _STOPPED_RUNS
 
 
 @task(name="discover-images", cache_policy=NONE)
@@ -54,10 +77,14 @@ def plan_index(discovery: Discovery, collection: str, chunk_size: int) -> Plan:
     retries=3,
     retry_delay_seconds=RETRY_DELAYS,
     retry_jitter_factor=0.5,
+    # A stopped run retries nothing: its process is going away.
+    retry_condition_fn=lambda _task, task_run, _state: not _stopping(task_run.flow_run_id),
     tags=[MILVUS_WRITE_TAG],
 )
 def index_chunk(images: list[FoundImage], collection: str, number: int, of: int) -> ChunkReport:
     """Decode, embed and write one chunk; idempotent, so a retry is always safe."""
+    if _stopping(flow_run.id):
+        raise RunStopped(f"not started: the run was stopped ({len(images)} images stay pending)")
     settings = stores.settings()
     report = indexing.index_chunk(
         images, collection, stores.catalog(), stores.vector_store(), stores.encoder(),
