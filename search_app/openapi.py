@@ -167,8 +167,11 @@ PATHS: dict[str, Any] = {
     "/metrics": {"get": operation("Prometheus metrics", {"200": {
         "description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}},
         tag="operations")},
-    "/img/load": {"post": operation("Seed: start loading a folder", {
-        "200": json_response("started", {"type": "string"}), **errors(400, 401, 403, 404, 422, 503)},
+    "/img/load": {"post": operation("Seed: load a folder; answers once it is loaded", {
+        "200": json_response("loaded: \"Successfully loaded data!\"", {"type": "string"}),
+        "202": json_response("started (with wait=false)", {"type": "string"}),
+        **errors(400, 401, 403, 404, 422, 503)},
+        parameters=[query("wait", {"type": "boolean"}, "false: answer 202 at once; default: when loaded")],
         body={"required": True, "content": {JSON: {"schema": {"type": "object", "required": ["File"],
               "properties": {"File": SERVER_PATH, "Table": {**OPTIONAL_NAME, "nullable": True}}}}}},
         secured=True, tag="seed")},

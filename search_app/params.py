@@ -26,6 +26,19 @@ def integer(values: Mapping[str, object], name: str, default: int, low: int, hig
     return value
 
 
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def boolean(values: Mapping[str, object], name: str, default: bool) -> bool:
+    raw = values.get(name)
+    if raw is None or raw == "":
+        return default
+    text = str(raw).strip().lower()
+    if text not in TRUE + FALSE:
+        raise ApiError(422, f"{name} must be true or false, got {str(raw)[:40]!r}")
+    return text in TRUE
+
+
 def collection(values: Mapping[str, object], default: str, name: str = "collection") -> str:
     raw = values.get(name)
     return collection_name(str(raw) if raw not in (None, "") else default)

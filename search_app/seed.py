@@ -1,9 +1,12 @@
 """Routes of the Milvus bootcamp server, so its web client and scripts keep working.
 
-Same paths, parameters and response shapes; what changes is behaviour:
-`/img/load` starts a background flow run instead of blocking, `/img/search`
-returns exactly `topk` rows, `/data` serves only indexed images, and errors
-are 4xx/503 JSON instead of `200 [{"status": false}, 400]`.
+Same paths, parameters, response shapes and timing as a seed client sees them:
+`/img/load` answers "Successfully loaded data!" once the folder is loaded, and
+`/progress` follows the run meanwhile. What changes is behaviour behind them:
+the load is a Prefect flow run of retryable chunks executing in the background
+(a client that disconnects does not stop it; `?wait=false` returns at once),
+`/img/search` returns exactly `topk` rows, `/data` serves only indexed images,
+and errors are 4xx/503 JSON instead of `200 [{"status": false}, 400]`.
 The seed's distance was squared L2 between unit vectors; it is returned the
 same way (2 - 2·cosine), smallest first.
 """
@@ -31,6 +34,9 @@ from search_app.files import SAFE_HEADERS, media_type, servable_path
 from search_app.services import blocking
 
 
+LOAD_POLL_SECONDS = 0.2
+
+
 def table(request: Request) -> str:
     return params.collection(request.query_params, services(request).settings.default_table,
                              name="table_name")
@@ -42,9 +48,20 @@ async def load(request: Request) -> Response:
     body = await json_body(request)
     path = index_path(svc, body.get("File"))
     collection = params.collection({"c": body.get("Table")}, svc.settings.default_table, name="c")
+    wait = params.boolean(request.query_params, "wait", True)
     status = await anyio.to_thread.run_sync(svc.runs.start, path, collection)
-    return JSONResponse(f"Started loading data: run {status.run_id}; see /progress",
-                        headers={"Location": f"/api/index/{status.run_id}"})
+    location = {"Location": f"/api/index/{status.run_id}"}
+    if not wait:
+        return JSONResponse(f"Started loading data: run {status.run_id}; see /progress",
+                            status_code=202, headers=location)
+    # The run executes in a thread of its own; this request only waits for it,
+    # so a client that goes away does not stop the load.
+    while status.finished_at is None:
+        await anyio.sleep(LOAD_POLL_SECONDS)
+    if status.state != "COMPLETED":
+        raise ApiError(503, f"loading {path} did not finish ({status.state}): {status.error}; "
+                            f"what was loaded is kept, load again to finish")
+    return JSONResponse("Successfully loaded data!", headers=location)
 
 
 async def upload(request: Request) -> Response:
