@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -42,32 +43,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[runtime.LOG_LEVEL_VARIABLE] = "debug"
     # SIGTERM ends a command the way Ctrl-C does, so that `finally` blocks and
     # atexit run (Prefect stops its temporary API there); `serve` and `up` put
-    # their own handlers in place.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # their own handlers in place while they run.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, _interrupt)
     try:
         _apply_log_level(settings().log_level)
         if getattr(arguments, "collection", None) is not None:
             check_collection_name(arguments.collection)
         return handler(arguments)
-    except KeyboardInterrupt:
-        print("imgsearch: interrupted", file=sys.stderr)
-        return 130
-    except ValueError as error:
-        if isinstance(error, EXPECTED) or "collection name" in str(error):
+    except (KeyboardInterrupt, Exception) as error:
+        # Code between the signal and here may have wrapped the KeyboardInterrupt in
+        # an error of its own (pydantic does, inside Prefect): after a signal, any
+        # failure is the interrupt.
+        if isinstance(error, KeyboardInterrupt) or _INTERRUPTED.is_set():
+            _stop_children()
+            print("imgsearch: interrupted", file=sys.stderr)
+            return 130
+        if _expected(error):
             return _fail(error)
         raise
-    except EXPECTED as error:
-        return _fail(error)
-    except Exception as error:  # noqa: BLE001 - flow failures arrive wrapped
-        from flows.index import IndexRunError
 
-        if isinstance(error, IndexRunError):
-            return _fail(error)
-        raise
+
+_INTERRUPTED = threading.Event()
 
 
 def _interrupt(signum: int, _frame: object) -> None:
+    _INTERRUPTED.set()
     raise KeyboardInterrupt
+
+
+def _expected(error: BaseException) -> bool:
+    """A failure of the user's input or of a backend, told in one line; anything else is a bug."""
+    from flows.index import IndexRunError
+
+    if isinstance(error, ValueError) and "collection name" in str(error):
+        return True
+    return isinstance(error, (*EXPECTED, IndexRunError))
+
+
+def _stop_children(grace: float = 5.0) -> None:
+    """After an interrupt, leave no process behind: Prefect's temporary API first
+    (its own stop), then any other child still running (SIGTERM, SIGKILL after `grace`)."""
+    import psutil
+
+    from tasks.prefect_api import stop_temporary_apis
+
+    stop_temporary_apis()
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=grace)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _apply_log_level(level: str) -> None:

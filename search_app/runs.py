@@ -15,6 +15,7 @@ from typing import Any
 
 from imgsearch.settings import Settings
 from search_app.errors import ApiError
+from tasks.prefect_api import stop_temporary_apis, temporary_apis
 
 MAX_PARALLEL_RUNS = 2
 STOP_SECONDS = 60  # at most this long for running chunks to finish when the server stops
@@ -38,12 +39,6 @@ class RunStatus:
         return asdict(self)
 
 
-def _ephemeral_servers() -> dict[Any, Any]:
-    from prefect.server.api.server import SubprocessASGIServer
-
-    return dict(SubprocessASGIServer._instances)
-
-
 class IndexRuns:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -53,7 +48,7 @@ class IndexRuns:
         self._threads: list[threading.Thread] = []
         self._listening = False
         # Prefect API servers that already ran in this process are not this app's to stop.
-        self._servers_before = set(_ephemeral_servers())
+        self._servers_before = set(temporary_apis())
         # Prefect marks its ephemeral API "running" before it answers, and a second
         # caller during that start is refused: reaching the API is serialised.
         self._api_lock = threading.Lock()
@@ -181,9 +176,7 @@ class IndexRuns:
         deadline = time.monotonic() + seconds
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        for key, server in _ephemeral_servers().items():
-            if key not in self._servers_before:
-                server.stop()
+        stop_temporary_apis(keep=self._servers_before)
 
     def read_from_prefect(self, run_id: str) -> dict[str, Any] | None:
         """A run this process did not start (a deployment, the CLI): its state from Prefect."""
