@@ -15,7 +15,7 @@ import pytest
 
 from cli.processes import free_port
 from imgsearch.samples import Photo, recompressed_copy
-from tests.conftest import write_folder
+from tests.conftest import seed_prefect_home, write_folder
 from tests.test_deployments import clean_env
 
 BIN = Path(sys.executable).parent
@@ -33,9 +33,10 @@ def group_members(group: int) -> list[psutil.Process]:
     return members
 
 
-def test_up_index_search_down(tmp_path: Path, photos: list[Photo]) -> None:
+def test_up_index_search_down(tmp_path: Path, photos: list[Photo], prefect_home_template: Path) -> None:
     paths = write_folder(tmp_path / "photos", photos, 8)
     data = tmp_path / "data"
+    seed_prefect_home(prefect_home_template, data)
     prefect, milvus, app = free_port(), free_port(), free_port()
     env = clean_env(DATA_DIR=str(data))
     started = subprocess.run(
@@ -73,6 +74,7 @@ def test_up_index_search_down(tmp_path: Path, photos: list[Photo]) -> None:
         stopped = subprocess.run([str(BIN / "imgsearch"), "down"], capture_output=True, text=True, env=env,
                                  timeout=200, check=False)
     assert stopped.returncode == 0, stopped.stderr
+    assert "did not stop" not in stopped.stderr, "a service needed SIGKILL: " + stopped.stderr
     assert not (data / "stack.json").exists()
     assert all(group_members(group) == [] for group in groups.values()), "a process outlived down"
     assert (data / "logs" / "search.log").stat().st_size > 0
