@@ -24,9 +24,15 @@ def _stores() -> tuple[object, object]:
 def weights(arguments: argparse.Namespace) -> int:
     from imgsearch.weights import provision
 
+    from imgsearch.litert import PRECISIONS, converted_model
+
     current = settings()
     path = provision(current.cache_dir, try_keras=not arguments.no_keras)
     print(f"ResNet50 ImageNet weights ready: {path}")
+    # The quantised models are built from the weights once, here rather than on a first search.
+    for precision in PRECISIONS:
+        model = converted_model(path, current.pooling, precision)
+        print(f"LiteRT {precision} model ready: {model}")
     return 0
 
 
@@ -107,10 +113,11 @@ def search(arguments: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such image: {arguments.image}")
     data = image.read_bytes()
     catalog, vectors = _stores()
-    vector = encode_query(stores.encoder(), data)
+    encoder = stores.encoder()
+    vector = encode_query(encoder, data)
     results = nearest(
         vector, _collection(arguments), arguments.top_k or settings().top_k,
-        vectors, catalog, label=arguments.label,  # type: ignore[arg-type]
+        vectors, catalog, label=arguments.label, encoder=encoder.name,  # type: ignore[arg-type]
     )
     if arguments.json:
         print_json([r.__dict__ for r in results])

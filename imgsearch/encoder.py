@@ -23,7 +23,9 @@ from imgsearch.decode import INPUT_SIZE
 from imgsearch.weights import HOW_TO_PROVIDE, WeightsError
 
 Pooling = Literal["avg", "max"]
-Precision = Literal["fp32", "bf16"]
+# fp32 and bf16 run on Keras; dynamic and int8 are quantised models on LiteRT (imgsearch/litert.py).
+Precision = Literal["fp32", "bf16", "dynamic", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "dynamic", "int8")
 FEATURE_DIM = 2048
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,8 +34,44 @@ R = TypeVar("R")
 BUILDS = 0  # models built in this process (reported per chunk, to show one per worker)
 
 
+def encoder_name(pooling: str, precision: str) -> str:
+    """What a collection records of the encoder that made its vectors."""
+    return f"resnet50/{pooling}/{precision}"
+
+
+def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32") -> object:
+    """Keras' ResNet50 without its top, `pooling` over the last block, from `weights`;
+    a file that does not hold all of its weights is refused."""
+    keras = runtime.keras()
+    # bf16: Keras' mixed_bfloat16 policy (float32 variables, bfloat16 compute),
+    # fast where the CPU has AVX512-BF16 or AMX. The policy is global in Keras,
+    # so it is set only while this model's layers are built.
+    previous = keras.config.dtype_policy()
+    if precision == "bf16":
+        keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = keras.applications.ResNet50(
+            include_top=False,
+            weights=str(weights),
+            input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+            pooling=pooling,
+        )
+    except (ValueError, OSError, KeyError) as error:
+        raise WeightsError(
+            f"{weights} does not hold ResNet50 no-top weights ({str(error)[:200]}); {HOW_TO_PROVIDE}"
+        ) from None
+    finally:
+        keras.config.set_dtype_policy(previous)
+    untouched = untrained_layers(model)
+    if untouched:
+        raise WeightsError(
+            f"{weights} left {len(untouched)} layers untrained (first: {untouched[0]}); {HOW_TO_PROVIDE}"
+        )
+    return model
+
+
 class Encoder:
-    """A ResNet50 built once; `embed` is safe to call from several threads."""
+    """A ResNet50 on Keras built once; `embed` is safe to call from several threads."""
 
     def __init__(
         self, weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
@@ -44,30 +82,8 @@ class Encoder:
         self.pooling = pooling
         self.batch_size = batch_size
         self.precision = precision
-        # bf16: Keras' mixed_bfloat16 policy (float32 variables, bfloat16 compute),
-        # fast where the CPU has AVX512-BF16 or AMX. The policy is global in Keras,
-        # so it is set only while this model's layers are built.
-        previous = keras.config.dtype_policy()
-        if precision == "bf16":
-            keras.config.set_dtype_policy("mixed_bfloat16")
-        try:
-            self.model = keras.applications.ResNet50(
-                include_top=False,
-                weights=str(weights),
-                input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
-                pooling=pooling,
-            )
-        except (ValueError, OSError, KeyError) as error:
-            raise WeightsError(
-                f"{weights} does not hold ResNet50 no-top weights ({str(error)[:200]}); {HOW_TO_PROVIDE}"
-            ) from None
-        finally:
-            keras.config.set_dtype_policy(previous)
-        untouched = untrained_layers(self.model)
-        if untouched:
-            raise WeightsError(
-                f"{weights} left {len(untouched)} layers untrained (first: {untouched[0]}); {HOW_TO_PROVIDE}"
-            )
+        self.name = encoder_name(pooling, precision)
+        self.model = build_keras_resnet50(weights, pooling, precision)
         preprocess = keras.applications.resnet50.preprocess_input
 
         @tf.function(
@@ -198,9 +214,15 @@ _ENCODERS_LOCK = threading.Lock()
 def get_encoder(
     weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
 ) -> Encoder:
-    """The process' encoder for these weights, pooling and precision, built on first use."""
+    """The process' encoder for these weights, pooling and precision, built on first use:
+    Keras for fp32 and bf16, LiteRT for dynamic and int8 (same `embed`)."""
     key = (str(weights), pooling, batch_size, precision)
     with _ENCODERS_LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = Encoder(weights, pooling, batch_size, precision)
+            if precision in ("dynamic", "int8"):
+                from imgsearch.litert import LiteRTEncoder
+
+                _ENCODERS[key] = LiteRTEncoder(weights, pooling, precision)  # type: ignore[assignment]
+            else:
+                _ENCODERS[key] = Encoder(weights, pooling, batch_size, precision)
         return _ENCODERS[key]

@@ -33,6 +33,8 @@ _IMPORT_LOCK = threading.RLock()
 # absl's log line: severity, date, time, thread, file:line] message.
 _ABSL_LINE = re.compile(rb"^[IWEF]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] ")
 _ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+# What LiteRT and its converter print on every start or conversion (imgsearch/litert.py).
+_LITERT_LINES = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", b"fully_quantize: ")
 # Error-level lines that only say there is no GPU (or register CUDA plugins twice).
 _NO_GPU = re.compile(rb"cuInit|cuda|CUDA|cuDNN|cuFFT|cuBLAS|TensorRT", re.IGNORECASE)
 
@@ -50,7 +52,7 @@ def verbose() -> bool:
 
 def is_noise(line: bytes) -> bool:
     """A TensorFlow start-up line a user of a CPU-only machine has no use for."""
-    if line.startswith(_ABSL_PREAMBLE):
+    if line.startswith(_ABSL_PREAMBLE) or line.startswith(_LITERT_LINES):
         return True
     if not _ABSL_LINE.match(line):
         return False

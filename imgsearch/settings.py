@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     vector_dimension: int = 2048
     top_k: int = Field(10, ge=1, le=100)
     pooling: Literal["avg", "max"] = "avg"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "dynamic", "int8"] = Field(
+        "fp32", description="fp32, bf16 (Keras) or dynamic, int8 (quantised, on LiteRT)")
     batch_size: int = Field(32, ge=1, le=512)
     chunk_size: int = Field(256, ge=1, le=100_000)
     decode_threads: int = Field(2, ge=1, le=64)
