@@ -28,11 +28,11 @@ from imgsearch import runtime  # noqa: E402
 from imgsearch.discover import DiscoveryError  # noqa: E402
 from imgsearch.samples import SampleError  # noqa: E402
 from imgsearch.settings import Settings, SettingsError, check_collection_name, get_settings  # noqa: E402
-from imgsearch.vectors import VectorStoreError  # noqa: E402
+from imgsearch.vectors import EncoderMismatch, VectorStoreError  # noqa: E402
 from imgsearch.weights import WeightsError  # noqa: E402
 
 EXPECTED = (CatalogError, DecodeError, DiscoveryError, SampleError, SettingsError, StackError,
-            VectorStoreError, WeightsError, FileNotFoundError, PermissionError)
+            VectorStoreError, WeightsError, EncoderMismatch, FileNotFoundError, PermissionError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

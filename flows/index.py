@@ -12,7 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from imgsearch.settings import check_collection_name, get_settings
 from tasks.indexing import (
-    count_pending, discover_images, index_chunk, load_model, plan_index, publish_summary,
+    check_encoder, count_pending, discover_images, index_chunk, load_model, plan_index, publish_summary,
 )
 from tasks.progress import Progress
 
@@ -49,8 +49,9 @@ def index_images(
     discovery = discover_images(path)
     plan = plan_index(discovery, collection, chunk_size or settings.chunk_size)
     progress = Progress(collection, plan.total, done=plan.unchanged)
-    if plan.chunks:
-        load_model()  # only when there is work; missing weights fail the run once, here
+    if plan.chunks:  # only when there is work: a mismatch or missing weights fail the run once, here
+        check_encoder(collection)
+        load_model()
 
     chunk_task = index_chunk.with_options(
         retries=retries,

@@ -150,7 +150,7 @@ def index_chunk(
     clock = clock or time.perf_counter
     started = clock()
     report = ChunkReport()
-    vectors.ensure_collection(collection)
+    vectors.ensure_collection(collection, encoder.name)
     reads = list(prefetch_map(_read_and_hash, images, decode_threads, ahead=4 * decode_threads))
     known = catalog.get(collection, [item.id for item in reads])
 

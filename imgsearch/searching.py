@@ -41,8 +41,12 @@ def nearest(
     *,
     label: str | None = None,
     exclude: int | None = None,
+    encoder: str | None = None,
 ) -> list[Result]:
-    """The `top_k` indexed images nearest to `vector`, best first."""
+    """The `top_k` indexed images nearest to `vector`, best first. `encoder`: the
+    encoder that made `vector`; a collection of another encoder's vectors is refused."""
+    if encoder is not None:
+        vectors.check_encoder(collection, encoder)
     hits = vectors.search(collection, vector[np.newaxis], top_k + SLACK + (exclude is not None), label)[0]
     hits = [hit for hit in hits if hit.id != exclude]
     records = catalog.get(collection, [hit.id for hit in hits])

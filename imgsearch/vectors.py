@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from imgsearch.writer_lock import CollectionWriterLock
 
 T = TypeVar("T")
 VECTOR_FIELD = "vector"
+ENCODER_PROPERTY = "imgsearch.encoder"  # a collection property: the encoder of its vectors
+ENCODER_CHECK_SECONDS = 5.0  # a describe per search costs ~1.4 ms on Lite; once in 5 s does not
 MAX_LABELS = 64
 LABEL_LENGTH = 128
 FOLDER_LENGTH = 4096
@@ -48,6 +51,19 @@ def search_params(index_type: str, top_k: int) -> dict[str, int]:
 
 class VectorStoreError(RuntimeError):
     """Milvus is unreachable or refused an operation."""
+
+
+class EncoderMismatch(ValueError):
+    """A collection's vectors come from another encoder than this process'."""
+
+    def __init__(self, collection: str, recorded: str, current: str) -> None:
+        self.collection, self.recorded, self.current = collection, recorded, current
+        pooling, precision = recorded.split("/")[1:3] if recorded.count("/") == 2 else ("?", "?")
+        super().__init__(
+            f"collection {collection!r} holds vectors of {recorded}, this process encodes with {current}: "
+            f"set PRECISION={precision} POOLING={pooling} to use it, or index into another collection "
+            f"(--collection), or drop it (imgsearch drop) and index again to re-embed"
+        )
 
 
 def image_id(canonical_path: str) -> int:
@@ -84,22 +100,59 @@ class VectorStore:
         self._writer = CollectionWriterLock(uri) if self.is_lite else None
         self._ready: set[str] = set()
         self._index_types: dict[str, str] = {}
+        self._encoders: dict[str, tuple[str, float]] = {}  # collection -> (checked encoder, when)
         self._lock = threading.Lock()
 
     # -- collections -------------------------------------------------------
-    def ensure_collection(self, name: str) -> None:
-        if name in self._ready:
-            return
-        with self._lock:
-            if name in self._ready:
+    def ensure_collection(self, name: str, encoder: str | None = None) -> None:
+        """Create (recording `encoder`) and load the collection if needed; with
+        `encoder`, refuse a collection whose vectors came from another encoder."""
+        if name not in self._ready:
+            with self._lock:
+                if name not in self._ready:
+                    with _errors(self.uri, f"create collection {name}"):
+                        if not self.client.has_collection(name):
+                            self._create(name, encoder)
+                        self.client.load_collection(name)
+                    self._ready.add(name)
+        if encoder is not None and not self._checked(name, encoder):
+            if not self.has_collection(name):  # dropped by another process since it was ready here
+                self._ready.discard(name)
+                self.ensure_collection(name, encoder)
                 return
-            with _errors(self.uri, f"create collection {name}"):
-                if not self.client.has_collection(name):
-                    self._create(name)
-                self.client.load_collection(name)
-            self._ready.add(name)
+            self.check_encoder(name, encoder)
 
-    def _create(self, name: str) -> None:
+    def recorded_encoder(self, name: str) -> str | None:
+        """The encoder recorded with the collection when it was created (None: made before
+        collections recorded it)."""
+        with _errors(self.uri, f"describe collection {name}"):
+            properties = self.client.describe_collection(name).get("properties") or {}
+        return properties.get(ENCODER_PROPERTY)
+
+    def check_encoder(self, name: str, encoder: str) -> None:
+        """Refuse to mix vectors of two encoders in one collection (EncoderMismatch). A
+        collection that records none yet (older than this check) adopts `encoder`."""
+        if self._checked(name, encoder):
+            return
+        if not self.has_collection(name):
+            return  # nothing stored yet: ensure_collection records it on creation
+        recorded = self.recorded_encoder(name)
+        if recorded is None:
+            with self._writing(name), _errors(self.uri, f"record the encoder of {name}"):
+                self.client.alter_collection_properties(name, properties={ENCODER_PROPERTY: encoder})
+            recorded = encoder
+        if recorded != encoder:
+            raise EncoderMismatch(name, recorded, encoder)
+        self._encoders[name] = (encoder, time.monotonic())
+
+    def _checked(self, name: str, encoder: str) -> bool:
+        """Checked for `encoder` within ENCODER_CHECK_SECONDS: another process may drop the
+        collection and create it again with another encoder, so a check does not last."""
+        checked = self._encoders.get(name)
+        return checked is not None and checked[0] == encoder and (
+            time.monotonic() - checked[1] < ENCODER_CHECK_SECONDS)
+
+    def _create(self, name: str, encoder: str | None = None) -> None:
         DataType = runtime.pymilvus().DataType
 
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -113,7 +166,8 @@ class VectorStore:
         index = self.client.prepare_index_params()
         index.add_index(VECTOR_FIELD, index_type=self.index_type, metric_type="IP",
                         params=INDEX_PARAMS.get(self.index_type, {}))
-        self.client.create_collection(name, schema=schema, consistency_level="Strong")
+        properties = {ENCODER_PROPERTY: encoder} if encoder else {}
+        self.client.create_collection(name, schema=schema, consistency_level="Strong", properties=properties)
         # Milvus Lite lacks the AllocTimestamp call that pymilvus' index wait uses;
         # its FLAT index is ready at once, so Lite does not wait.
         self.client.create_index(name, index, sync=not self.is_lite)
@@ -135,6 +189,7 @@ class VectorStore:
             self.client.drop_collection(name)
         self._ready.discard(name)
         self._index_types.pop(name, None)
+        self._encoders.pop(name, None)
 
     # -- rows --------------------------------------------------------------
     def upsert(

@@ -60,13 +60,15 @@ async def read_upload(request: Request, field: str = "image") -> tuple[bytes, di
 
 async def search_vector(
     svc: Services, vector: np.ndarray, collection: str, top_k: int, label: str | None,
-    exclude: int | None = None,
+    exclude: int | None = None, encoder: str | None = None,
 ) -> list[Result]:
+    """`encoder`: the one that made `vector` (None: a vector of the collection itself)."""
     vectors, catalog = await blocking(svc.vectors), await blocking(svc.catalog)
     if not await blocking(vectors.exists, collection):
         raise ApiError(404, f"no collection named {collection!r}")
     return await anyio.to_thread.run_sync(
-        lambda: nearest(vector, collection, top_k, vectors, catalog, label=label, exclude=exclude)
+        lambda: nearest(vector, collection, top_k, vectors, catalog, label=label, exclude=exclude,
+                        encoder=encoder)
     )
 
 
@@ -96,7 +98,7 @@ async def search(request: Request) -> Response:
     assert svc.batcher is not None
     vector = await svc.batcher.embed(decoded.pixels)
     marks.append(("encode", time.perf_counter()))
-    results = await search_vector(svc, vector, collection, top_k, label)
+    results = await search_vector(svc, vector, collection, top_k, label, encoder=svc.batcher.encoder.name)
     marks.append(("search", time.perf_counter()))
     took = marks[-1][1] - marks[0][1]
     request.app.state.metrics.search.observe(took)

@@ -14,13 +14,13 @@ from starlette.responses import JSONResponse, Response
 
 from imgsearch.catalog import CatalogError
 from imgsearch.decode import DecodeError
-from imgsearch.vectors import VectorStoreError
+from imgsearch.vectors import EncoderMismatch, VectorStoreError
 from imgsearch.weights import WeightsError
 
 log = logging.getLogger("imgsearch.http")
 
 PHRASES = {400: "bad request", 401: "unauthorized", 404: "not found", 405: "method not allowed",
-           413: "payload too large", 415: "unsupported media type", 422: "unprocessable entity",
+           409: "conflict", 413: "payload too large", 415: "unsupported media type", 422: "unprocessable entity",
            500: "internal error", 503: "service unavailable"}
 
 
@@ -75,6 +75,11 @@ async def backend_error(_: Request, exc: Exception) -> Response:
     return error_response(503, detail, headers={"Retry-After": "5"})
 
 
+async def encoder_mismatch(_: Request, exc: Exception) -> Response:
+    """409: the collection was embedded by another encoder; the detail says how to proceed."""
+    return error_response(409, str(exc))
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(500, "unexpected server error; it has been logged")
@@ -84,6 +89,7 @@ HANDLERS = {
     ApiError: api_error,
     HTTPException: http_error,
     DecodeError: decode_error,
+    EncoderMismatch: encoder_mismatch,
     VectorStoreError: backend_error,
     CatalogError: backend_error,
     WeightsError: backend_error,

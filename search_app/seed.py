@@ -112,7 +112,8 @@ async def search(request: Request) -> Response:
     top_k = params.integer({"topk": fields.get("topk", request.query_params.get("topk"))},
                            "topk", svc.settings.top_k, 1, 100)
     vector = await encode_upload(svc, data)
-    results = await search_vector(svc, vector, table(request), top_k, None)
+    assert svc.batcher is not None
+    results = await search_vector(svc, vector, table(request), top_k, None, encoder=svc.batcher.encoder.name)
     return JSONResponse([[r.path, round(max(0.0, 2.0 - 2.0 * r.score), 6)] for r in results])
 
 

@@ -50,11 +50,21 @@ def discover_images(path: str) -> Discovery:
     return found
 
 
+@task(name="check-encoder", cache_policy=NONE)
+def check_encoder(collection: str) -> None:
+    """Refuse, before any model is built, to add this process' vectors to a collection
+    of another encoder's (EncoderMismatch says how to proceed)."""
+    from imgsearch.encoder import encoder_name
+
+    current = stores.settings()
+    stores.vector_store().check_encoder(collection, encoder_name(current.pooling, current.precision))
+
+
 @task(name="load-model", cache_policy=NONE, retries=1)
 def load_model() -> None:
     """Build the process' encoder (once per process) before the chunks need it."""
     encoder = stores.encoder()
-    get_run_logger().info("ResNet50 ready (%s pooling, batch %d)", encoder.pooling, encoder.batch_size)
+    get_run_logger().info("ResNet50 ready (%s, batch %d)", encoder.name, encoder.batch_size)
 
 
 @task(name="plan-index", cache_policy=NONE, retries=3, retry_delay_seconds=RETRY_DELAYS)

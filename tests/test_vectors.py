@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsearch.vectors import ID_BITS, VectorStore, VectorStoreError, image_id
+from imgsearch.vectors import ID_BITS, EncoderMismatch, VectorStore, VectorStoreError, image_id
 
 
 def unit(rows: int, seed: int = 0) -> np.ndarray:
@@ -77,3 +77,54 @@ def test_other_index_types_are_created_and_searched(tmp_path: Path, index_type: 
     assert store.search("c", vectors[7:8], 5)[0][0].id == 7
     reopened = VectorStore(str(tmp_path / "m2.db"))  # the default (FLAT) does not change old collections
     assert reopened.index_type == "FLAT"
+
+
+@pytest.fixture(params=["lite", "server"])
+def any_milvus(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "lite":
+        return str(tmp_path / "m.db")
+    return request.getfixturevalue("milvus_standalone")
+
+
+def test_a_collection_remembers_its_encoder_and_refuses_another(any_milvus: str) -> None:
+    store = VectorStore(any_milvus)
+    name = f"enc_{image_id(any_milvus) % 10**6}"
+    store.drop(name)
+    store.ensure_collection(name, "resnet50/avg/int8")
+    store.upsert(name, [1], unit(1), [[]], ["/x"])
+    assert store.recorded_encoder(name) == "resnet50/avg/int8"
+    store.check_encoder(name, "resnet50/avg/int8")
+    again = VectorStore(any_milvus)  # another process' view: read from Milvus, not remembered
+    with pytest.raises(EncoderMismatch, match=r"PRECISION=int8 POOLING=avg") as refused:
+        again.ensure_collection(name, "resnet50/avg/fp32")
+    assert "\n" not in str(refused.value) and "imgsearch drop" in str(refused.value)
+    with pytest.raises(EncoderMismatch):
+        again.check_encoder(name, "resnet50/max/int8")
+    assert again.count(name) == 1, "a refused encoder wrote nothing"
+    store.drop(name)
+    again.ensure_collection(name, "resnet50/avg/fp32")  # dropped: a new collection, a new encoder
+    assert store.recorded_encoder(name) == "resnet50/avg/fp32"
+    store.drop(name)
+
+
+def test_a_collection_from_before_the_record_adopts_the_first_encoder(tmp_path: Path) -> None:
+    store = VectorStore(str(tmp_path / "m.db"))
+    store.ensure_collection("old")  # as collections were created before they recorded an encoder
+    store.upsert("old", [1], unit(1), [[]], ["/x"])
+    assert store.recorded_encoder("old") is None
+    store.check_encoder("old", "resnet50/avg/fp32")
+    assert VectorStore(str(tmp_path / "m.db")).recorded_encoder("old") == "resnet50/avg/fp32"
+    with pytest.raises(EncoderMismatch):
+        VectorStore(str(tmp_path / "m.db")).check_encoder("old", "resnet50/avg/int8")
+
+
+def test_a_collection_dropped_and_made_again_elsewhere_is_checked_again(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    here, elsewhere = VectorStore(str(tmp_path / "m.db")), VectorStore(str(tmp_path / "m.db"))
+    here.ensure_collection("c", "resnet50/avg/fp32")
+    elsewhere.drop("c")
+    elsewhere.ensure_collection("c", "resnet50/avg/int8")
+    here.ensure_collection("c", "resnet50/avg/fp32")  # within ENCODER_CHECK_SECONDS: not asked again
+    monkeypatch.setattr("imgsearch.vectors.ENCODER_CHECK_SECONDS", 0.0)
+    with pytest.raises(EncoderMismatch):
+        here.ensure_collection("c", "resnet50/avg/fp32")

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from imgsearch.discover import discover
+from imgsearch.encoder import get_encoder
+from imgsearch.indexing import index_chunk
 from imgsearch.samples import recompressed_copy
-from imgsearch.vectors import image_id
+from imgsearch.vectors import VectorStore, image_id
 from tests.conftest import write_folder
 from tests.search_app.conftest import COLLECTION, PHOTOS, Site
 
@@ -126,6 +129,35 @@ def test_index_runs_in_the_background(site: Site, photos: list, tmp_path: Path) 
         assert client.get("/api/collections/incoming").json()["count"] == 6
         assert_error(client.get("/api/index/00000000-0000-0000-0000-000000000000"), 404)
         assert_error(client.get("/api/index/not-a-run"), 404)
+
+
+def test_a_collection_of_another_encoder_is_refused(site: Site, photos: list, tmp_path: Path) -> None:
+    """Vectors of two encoders never mix: searching it is 409, indexing into it fails the run;
+    both say which precision the collection holds."""
+    folder = tmp_path / "quantised"
+    paths = write_folder(folder, photos, 3, seed=31)
+    # Made by another process (its own store: the app reads the record from Milvus) with
+    # `PRECISION=int8`: written here with fp32, then recorded as int8.
+    other = VectorStore(site.vectors.uri)
+    encoder = get_encoder(site.settings.cache_dir / "resnet50_imagenet_notop.weights.h5")
+    index_chunk(discover(folder).images, "quantised", site.catalog, other, encoder)
+    other.client.alter_collection_properties("quantised", properties={"imgsearch.encoder": "resnet50/avg/int8"})
+    with site.client() as client:
+        refused = client.post("/api/search", params={"collection": "quantised"},
+                              files={"image": paths[0].read_bytes()})
+        assert "PRECISION=int8" in assert_error(refused, 409)["detail"]
+        seed = client.post("/img/search", params={"table_name": "quantised"}, files={"image": paths[0].read_bytes()},
+                           data={"topk": "2"})
+        assert "PRECISION=int8" in assert_error(seed, 409)["detail"]
+        (folder / "new.jpg").write_bytes(recompressed_copy(paths[0], tmp_path / "n.jpg").read_bytes())
+        started = client.post("/api/index", json={"path": str(folder), "collection": "quantised"})
+        run_id = started.json()["run_id"]
+        deadline = time.monotonic() + 180
+        while (run := client.get(f"/api/index/{run_id}").json())["state"] in ("PENDING", "RUNNING"):
+            assert time.monotonic() < deadline, run
+            time.sleep(0.5)
+        assert run["state"] == "FAILED" and "PRECISION=int8" in run["error"], run
+        assert client.get("/api/collections/quantised").json()["count"] == 3
 
 
 @pytest.mark.parametrize(
