@@ -2,7 +2,9 @@
 
 (a) the model's limit, (b) the seed's method, (c) `index` end to end with its
 peak memory, (d) a re-run after 1% of the files changed, (e) `/api/search`
-over HTTP beside the bare model's single-image time, (f) Milvus search alone.
+over HTTP beside the bare model's single-image time, (f) Milvus search alone,
+(g) every PRECISION side by side (speed, and agreement with fp32). (a), (b)
+are Keras FP32; (c)-(e) run with the PRECISION of the environment.
 Indexing and serving run as real `imgsearch` processes on a generated
 VOC-like corpus; the model measurements run in this process.
 """
@@ -231,14 +233,17 @@ def milvus_alone(folder: Path, sizes: list[int], index_type: str) -> dict[str, A
 
 
 # -- (g) ------------------------------------------------------------------------------
-def reduced_precision(weights: Path, files: list[Path], queries: int, database: int) -> dict[str, Any]:
-    """bf16 against fp32: speed at batch 32, and mean overlap of the top-10 over `queries`."""
+def precisions(weights: Path, files: list[Path], queries: int, database: int) -> dict[str, Any]:
+    """Every PRECISION side by side in this process: images/s over `database` photos (each
+    encoder at its own batch), one image's time, and against fp32 the mean cosine and the
+    mean overlap of the top-10 of `queries` recompressed copies."""
     import io
 
     from PIL import Image
 
     from imgsearch.decode import decode_image
-    from imgsearch.encoder import Encoder
+    from imgsearch.encoder import PRECISIONS, Encoder
+    from imgsearch.litert import LiteRTEncoder
 
     def recompressed(path: Path) -> np.ndarray:
         with Image.open(path) as image:
@@ -250,18 +255,28 @@ def reduced_precision(weights: Path, files: list[Path], queries: int, database: 
     chosen = files[:database]
     pixels = np.stack([decode_image(path.read_bytes()).pixels for path in chosen])
     asked = np.stack([recompressed(path) for path in chosen[:queries]])
-    figures: dict[str, Any] = {}
-    top10 = {}
-    for precision in ("fp32", "bf16"):
-        encoder = Encoder(weights, precision=precision)  # type: ignore[arg-type]
+    figures: dict[str, Any] = {"queries": len(asked), "database": len(pixels)}
+    reference: dict[str, np.ndarray] = {}
+    for precision in PRECISIONS:
+        encoder = (LiteRTEncoder(weights, "avg", precision) if precision in ("dynamic", "int8")
+                   else Encoder(weights, precision=precision))  # type: ignore[arg-type]
         encoder.embed(pixels[:32])
         started = time.perf_counter()
         stored = encoder.embed(pixels)
-        figures[f"{precision}_images_per_second"] = len(pixels) / (time.perf_counter() - started)
-        top10[precision] = np.argsort(-(encoder.embed(asked) @ stored.T), axis=1)[:, :10]
-    overlap = [len(set(a) & set(b)) / 10 for a, b in zip(top10["fp32"], top10["bf16"], strict=True)]
-    figures.update(agreement=float(np.mean(overlap)), queries=len(asked), database=len(pixels),
-                   speedup=figures["bf16_images_per_second"] / figures["fp32_images_per_second"])
+        rate = len(pixels) / (time.perf_counter() - started)
+        single = 1000 * statistics.median(timed(lambda: encoder.embed(pixels[:1], urgent=True), 20))
+        top10 = np.argsort(-(encoder.embed(asked) @ stored.T), axis=1)[:, :10]
+        if precision == "fp32":
+            reference = {"stored": stored, "top10": top10}
+        overlap = [len(set(a) & set(b)) / 10 for a, b in zip(reference["top10"], top10, strict=True)]
+        figures[precision] = {
+            "images_per_second": rate, "single_image_ms": single, "batch": encoder.batch_size,
+            "cosine_to_fp32": float((stored * reference["stored"]).sum(axis=1).mean()),
+            "top10_agreement": float(np.mean(overlap)),
+        }
+        del encoder
+    for precision in PRECISIONS:
+        figures[precision]["speedup"] = figures[precision]["images_per_second"] / figures["fp32"]["images_per_second"]
     return figures
 
 
@@ -281,7 +296,8 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     for name in ("MILVUS_URI", "DATABASE_URL", "MILVUS_HOST", "MYSQL_HOST"):
         env.pop(name, None)
-    report: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "images": images, "quick": quick}
+    report: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "images": images, "quick": quick,
+                              "precision": settings.precision}
 
     say("(a) model limit")
     report["a_model"] = model_limit(weights, seconds=0.3 if smoke else 3 if quick else 8)
@@ -308,9 +324,9 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     sizes = [2000] if smoke else [17125] if quick else [17125, 100000]
     report["f_milvus"] = {kind: milvus_alone(root, sizes, kind) for kind in ("FLAT", "IVF_FLAT")}
 
-    say("(g) bf16 against fp32")
-    report["g_precision"] = reduced_precision(weights, files, queries=20 if smoke else 200,
-                                              database=len(files) if quick else 1000)
+    say("(g) every precision against fp32")
+    report["g_precision"] = precisions(weights, files, queries=20 if smoke else 200,
+                                       database=len(files) if quick else 1000)
 
     a, b, c = (report["a_model"]["images_per_second"], report["b_seed"]["images_per_second"],
                report["c_index"]["images_per_second"])
@@ -320,6 +336,9 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
         "d/c": report["d_rerun"]["wall_seconds"] / report["c_index"]["wall_seconds"],
         "e_p50/single": e["c1"]["p50_ms"] / report["a_model"]["single_image_ms"],
         "qps8/qps1": e["c8"]["qps"] / e["c1"]["qps"],
+        # Against the bare model of the precision (c) and (e) ran with.
+        "c/g": c / report["g_precision"][settings.precision]["images_per_second"],
+        "e_p50/g_single": e["c1"]["p50_ms"] / report["g_precision"][settings.precision]["single_image_ms"],
     }
     print(render(report))
     if json_path:
@@ -350,9 +369,13 @@ def render(report: dict[str, Any]) -> str:
             rows.append((f"(f) Milvus Lite {kind}, {int(size):,} vectors",
                          f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms"))
     g = report["g_precision"]
-    rows.append(("(g) bf16 (mixed_bfloat16)", f"{g['bf16_images_per_second']:.1f} vs fp32 "
-                 f"{g['fp32_images_per_second']:.1f} images/s (x{g['speedup']:.2f}); top-10 agreement "
-                 f"{g['agreement']:.3f} over {g['queries']} queries in {g['database']} images"))
+    for precision in ("fp32", "bf16", "dynamic", "int8"):
+        p = g[precision]
+        rows.append((f"(g) PRECISION={precision}",
+                     f"{p['images_per_second']:.1f} images/s at batch {p['batch']} (x{p['speedup']:.2f}), "
+                     f"single image {p['single_image_ms']:.1f} ms; to fp32: cosine {p['cosine_to_fp32']:.4f}, "
+                     f"top-10 agreement {p['top10_agreement']:.3f} ({g['queries']} queries in "
+                     f"{g['database']} images)"))
     rows += [
         ("c/a (target >= 0.95)", f"{r['c/a']:.3f} (wall: {r['c_wall/a']:.3f})"),
         ("c/b (target >= 1.5)", f"{r['c/b']:.2f}"),
@@ -361,6 +384,8 @@ def render(report: dict[str, Any]) -> str:
                                  f"(target p50 <= 1.15 x {a['single_image_ms']:.1f} + 10 = "
                                  f"{1.15 * a['single_image_ms'] + 10:.1f} ms)"),
         ("QPS(8)/QPS(1) (target >= 1.5)", f"{r['qps8/qps1']:.2f}"),
+        (f"c / (g) {report['precision']} model", f"{r['c/g']:.3f} ((c), (e) ran with PRECISION={report['precision']})"),
+        (f"e p50 / (g) {report['precision']} single", f"{r['e_p50/g_single']:.2f}"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"| {name.ljust(width)} | {value} |" for name, value in rows)
