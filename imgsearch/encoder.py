@@ -205,24 +205,3 @@ def prefetch_map(
             pending.append(pool.submit(function, item))
         for future in pending:
             yield future.result()
-
-
-_ENCODERS: dict[tuple[str, str, int, str], Encoder] = {}
-_ENCODERS_LOCK = threading.Lock()
-
-
-def get_encoder(
-    weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
-) -> Encoder:
-    """The process' encoder for these weights, pooling and precision, built on first use:
-    Keras for fp32 and bf16, LiteRT for dynamic and int8 (same `embed`)."""
-    key = (str(weights), pooling, batch_size, precision)
-    with _ENCODERS_LOCK:
-        if key not in _ENCODERS:
-            if precision in ("dynamic", "int8"):
-                from imgsearch.litert import LiteRTEncoder
-
-                _ENCODERS[key] = LiteRTEncoder(weights, pooling, precision)  # type: ignore[assignment]
-            else:
-                _ENCODERS[key] = Encoder(weights, pooling, batch_size, precision)
-        return _ENCODERS[key]

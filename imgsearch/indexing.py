@@ -20,7 +20,8 @@ from imgsearch import failpoints
 from imgsearch.catalog import DELETING, FAILED, INDEXED, PENDING, Catalog
 from imgsearch.decode import DecodedImage, DecodeError, decode_image
 from imgsearch.discover import Discovery, FoundImage
-from imgsearch.encoder import Encoder, prefetch_map
+from imgsearch.encoder import prefetch_map
+from imgsearch.models import AnyEncoder
 from imgsearch.vectors import VectorStore, image_id
 
 
@@ -138,7 +139,7 @@ def index_chunk(
     collection: str,
     catalog: Catalog,
     vectors: VectorStore,
-    encoder: Encoder,
+    encoder: AnyEncoder,
     *,
     decode_threads: int = 2,
     clock: Callable[[], float] | None = None,

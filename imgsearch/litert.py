@@ -37,7 +37,8 @@ import numpy as np
 
 from imgsearch import runtime
 from imgsearch.decode import INPUT_SIZE
-from imgsearch.weights import WeightsError
+from imgsearch.encoder import FEATURE_DIM, PassLock, build_keras_resnet50, encoder_name
+from imgsearch.weights import WeightsError, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,6 @@ def converted_model(weights: Path, pooling: str, precision: str) -> Path:
     missing, stale or broken."""
     if precision not in PRECISIONS:
         raise ValueError(f"not a LiteRT precision: {precision}")
-    from imgsearch.weights import sha256_file
-
     weights_sha = sha256_file(weights)
     converter = importlib.metadata.version("tensorflow")  # without importing it: serving needs LiteRT only
     folder = weights.parent / "litert"
@@ -141,8 +140,6 @@ def convert(weights: Path, pooling: str, precision: str) -> tuple[bytes, str]:
     sha256 of the calibration inputs (empty for `dynamic`)."""
     tf = runtime.tensorflow()
     keras = runtime.keras()
-    from imgsearch.encoder import build_keras_resnet50
-
     calibration = ""
     with tempfile.TemporaryDirectory(prefix="imgsearch-litert-") as workdir, runtime.native_stderr_filtered():
         model = build_keras_resnet50(weights, pooling)
@@ -240,8 +237,6 @@ class LiteRTEncoder:
 
     def __init__(self, weights: Path, pooling: str = "avg", precision: str = "int8",
                  threads: int | None = None) -> None:
-        from imgsearch.encoder import PassLock, encoder_name
-
         self.pooling = pooling
         self.precision = precision
         self.batch_size = BATCH
@@ -255,8 +250,6 @@ class LiteRTEncoder:
 
     def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
         """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors."""
-        from imgsearch.encoder import FEATURE_DIM
-
         if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) pixels, got {pixels.shape}")
         features = np.zeros((len(pixels), FEATURE_DIM), dtype=np.float32)

@@ -13,7 +13,7 @@ import numpy as np
 
 from imgsearch.catalog import INDEXED, Catalog
 from imgsearch.decode import decode_image
-from imgsearch.encoder import Encoder
+from imgsearch.models import AnyEncoder
 from imgsearch.vectors import VectorStore
 
 SLACK = 8
@@ -27,7 +27,7 @@ class Result:
     labels: list[str] = field(default_factory=list)
 
 
-def encode_query(encoder: Encoder, data: bytes) -> np.ndarray:
+def encode_query(encoder: AnyEncoder, data: bytes) -> np.ndarray:
     """One query image's feature vector (raises DecodeError on a bad image)."""
     return encoder.embed(decode_image(data).pixels[np.newaxis])[0]
 

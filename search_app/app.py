@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from imgsearch.encoder import get_encoder
+from imgsearch.models import get_encoder
 from imgsearch.settings import Settings, get_settings
 from imgsearch.weights import find_weights
 from search_app import api, openapi, seed

@@ -13,11 +13,11 @@ from collections.abc import Callable
 import anyio.to_thread
 import numpy as np
 
-from imgsearch.encoder import Encoder
+from imgsearch.models import AnyEncoder
 
 
 class QueryBatcher:
-    def __init__(self, encoder: Encoder, max_batch: int = 16,
+    def __init__(self, encoder: AnyEncoder, max_batch: int = 16,
                  observe: Callable[[int], None] | None = None) -> None:
         self.encoder = encoder
         self.max_batch = max_batch

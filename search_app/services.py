@@ -13,7 +13,7 @@ from typing import TypeVar
 import anyio.to_thread
 
 from imgsearch.catalog import Catalog, get_catalog
-from imgsearch.encoder import Encoder
+from imgsearch.models import AnyEncoder
 from imgsearch.settings import Settings
 from imgsearch.vectors import VectorStore, get_vector_store
 from search_app.batching import QueryBatcher
@@ -25,7 +25,7 @@ T = TypeVar("T")
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.encoder: Encoder | None = None
+        self.encoder: AnyEncoder | None = None
         self.batcher: QueryBatcher | None = None
         self.runs = IndexRuns(settings)
 

@@ -7,7 +7,7 @@ its own on first use, so the model is loaded once per worker, not per task.
 from __future__ import annotations
 
 from imgsearch.catalog import Catalog, get_catalog
-from imgsearch.encoder import Encoder, get_encoder
+from imgsearch.models import AnyEncoder, get_encoder
 from imgsearch.settings import Settings, get_settings
 from imgsearch.vectors import VectorStore, get_vector_store
 from imgsearch.weights import find_weights
@@ -28,7 +28,7 @@ def vector_store() -> VectorStore:
     )
 
 
-def encoder() -> Encoder:
+def encoder() -> AnyEncoder:
     current = get_settings()
     weights = find_weights(current.cache_dir, current.weights)
     return get_encoder(weights, current.pooling, current.batch_size, current.precision)

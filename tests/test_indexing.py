@@ -10,7 +10,8 @@ from PIL import Image
 
 from imgsearch.catalog import FAILED, INDEXED, PENDING, Catalog
 from imgsearch.discover import discover
-from imgsearch.encoder import Encoder, get_encoder
+from imgsearch.encoder import Encoder
+from imgsearch.models import get_encoder
 from imgsearch.indexing import delete_images, index_chunk, plan_index
 from imgsearch.samples import Photo
 from imgsearch.searching import encode_query, nearest

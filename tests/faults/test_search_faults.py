@@ -13,7 +13,7 @@ import pytest
 
 from imgsearch.catalog import Catalog, forget_catalogs
 from imgsearch.discover import discover
-from imgsearch.encoder import get_encoder
+from imgsearch.models import get_encoder
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import Photo
 from imgsearch.settings import get_settings, load_settings

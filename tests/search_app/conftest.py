@@ -16,7 +16,7 @@ import uvicorn
 
 from imgsearch.catalog import Catalog, forget_catalogs
 from imgsearch.discover import discover
-from imgsearch.encoder import get_encoder
+from imgsearch.models import get_encoder
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import Photo
 from imgsearch.settings import Settings, get_settings, load_settings

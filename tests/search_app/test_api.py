@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from imgsearch.discover import discover
-from imgsearch.encoder import get_encoder
+from imgsearch.models import get_encoder
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import recompressed_copy
 from imgsearch.vectors import VectorStore, image_id

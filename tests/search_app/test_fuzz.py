@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from imgsearch.catalog import Catalog
 from imgsearch.discover import discover
-from imgsearch.encoder import get_encoder
+from imgsearch.models import get_encoder
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import Photo
 from imgsearch.settings import load_settings
