@@ -27,6 +27,7 @@ from imgsearch.writer_lock import CollectionWriterLock
 T = TypeVar("T")
 VECTOR_FIELD = "vector"
 ENCODER_PROPERTY = "imgsearch.encoder"  # a collection property: the encoder of its vectors
+KERAS_PRECISIONS = ("/fp32", "/bf16")  # all that existed before collections recorded their encoder
 ENCODER_CHECK_SECONDS = 5.0  # a describe per search costs ~1.4 ms on Lite; once in 5 s does not
 MAX_LABELS = 64
 LABEL_LENGTH = 128
@@ -56,12 +57,16 @@ class VectorStoreError(RuntimeError):
 class EncoderMismatch(ValueError):
     """A collection's vectors come from another encoder than this process'."""
 
-    def __init__(self, collection: str, recorded: str, current: str) -> None:
+    def __init__(self, collection: str, recorded: str | None, current: str) -> None:
         self.collection, self.recorded, self.current = collection, recorded, current
-        pooling, precision = recorded.split("/")[1:3] if recorded.count("/") == 2 else ("?", "?")
+        if recorded is None:
+            held, setting = "vectors of Keras (made before collections recorded their encoder)", "PRECISION=fp32"
+        else:
+            pooling, precision = recorded.split("/")[1:3] if recorded.count("/") == 2 else ("?", "?")
+            held, setting = f"vectors of {recorded}", f"PRECISION={precision} POOLING={pooling}"
         super().__init__(
-            f"collection {collection!r} holds vectors of {recorded}, this process encodes with {current}: "
-            f"set PRECISION={precision} POOLING={pooling} to use it, or index into another collection "
+            f"collection {collection!r} holds {held}, this process encodes with {current}: "
+            f"set {setting} to use it, or index into another collection "
             f"(--collection), or drop it (imgsearch drop) and index again to re-embed"
         )
 
@@ -131,13 +136,16 @@ class VectorStore:
 
     def check_encoder(self, name: str, encoder: str) -> None:
         """Refuse to mix vectors of two encoders in one collection (EncoderMismatch). A
-        collection that records none yet (older than this check) adopts `encoder`."""
+        collection that records none is older than the record, so Keras made it: it adopts
+        a Keras `encoder` (fp32 and bf16 agree to a cosine of 0.9999) and refuses a LiteRT one."""
         if self._checked(name, encoder):
             return
         if not self.has_collection(name):
             return  # nothing stored yet: ensure_collection records it on creation
         recorded = self.recorded_encoder(name)
         if recorded is None:
+            if not encoder.endswith(KERAS_PRECISIONS):
+                raise EncoderMismatch(name, None, encoder)
             with self._writing(name), _errors(self.uri, f"record the encoder of {name}"):
                 self.client.alter_collection_properties(name, properties={ENCODER_PROPERTY: encoder})
             recorded = encoder

@@ -118,6 +118,15 @@ def test_a_collection_from_before_the_record_adopts_the_first_encoder(tmp_path: 
         VectorStore(str(tmp_path / "m.db")).check_encoder("old", "resnet50/avg/int8")
 
 
+def test_a_collection_from_before_the_record_refuses_a_litert_encoder(tmp_path: Path) -> None:
+    """Only Keras existed then: quantised vectors would mix with Keras ones."""
+    store = VectorStore(str(tmp_path / "m.db"))
+    store.ensure_collection("old")
+    with pytest.raises(EncoderMismatch, match=r"made before collections recorded.*set PRECISION=fp32 to use it"):
+        store.check_encoder("old", "resnet50/avg/int8")
+    assert store.recorded_encoder("old") is None
+
+
 def test_a_collection_dropped_and_made_again_elsewhere_is_checked_again(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     here, elsewhere = VectorStore(str(tmp_path / "m.db")), VectorStore(str(tmp_path / "m.db"))
