@@ -233,7 +233,9 @@ def evaluate(arguments: argparse.Namespace) -> int:
     import json
     import random
 
+    from imgsearch.encoder import PRECISIONS
     from imgsearch.evaluation import FeatureMaps, evaluate as measure, render
+    from imgsearch.models import get_encoder
     from imgsearch.weights import find_weights
 
     current = settings()
@@ -242,8 +244,11 @@ def evaluate(arguments: argparse.Namespace) -> int:
         raise DiscoveryError(f"need at least 2 labelled images under {arguments.path}")
     if arguments.limit and len(images) > arguments.limit:
         images = sorted(random.Random(0).sample(images, arguments.limit), key=lambda image: image.path)
-    maps = FeatureMaps(find_weights(current.cache_dir, current.weights), current.batch_size)
-    result = measure(images, maps, queries=arguments.queries)
+    weights = find_weights(current.cache_dir, current.weights)
+    maps = FeatureMaps(weights, current.batch_size)
+    encoders = {precision: get_encoder(weights, current.pooling, current.batch_size, precision).embed  # type: ignore[arg-type]
+                for precision in PRECISIONS}  # fp32 first: the others are compared with it
+    result = measure(images, maps, queries=arguments.queries, encoders=encoders)
     print(f"{result.images} images, {len({l for i in images for l in i.labels})} labels\n")
     print(render(result))
     if arguments.json_file:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -118,24 +118,37 @@ def pixels_of(image: Image.Image) -> np.ndarray:
     return decode_image(buffer.getvalue()).pixels
 
 
+# What a PRECISION other than fp32 must keep to be a default: its top-10 agrees with fp32's
+# at least this much, and its label retrieval (mAP) is within this of fp32's.
+AGREEMENT_BAR = 0.95
+MAP_TOLERANCE = 0.01
+
+
 @dataclass
 class Evaluation:
     images: int
     ranking: dict[str, dict[str, float]]  # pooling -> metrics
     near_duplicates: dict[str, dict[str, dict[str, float]]]  # pooling -> edit -> recall@1/@10
     best: str
+    precisions: dict[str, dict[str, float]] = field(default_factory=dict)  # PRECISION -> metrics
 
 
-def evaluate(images: Sequence[FoundImage], maps_of: Callable[[np.ndarray], np.ndarray],
-             queries: int = 100, seed: int = 0) -> Evaluation:
-    """Measure every pooling on `images` (labelled); `queries` originals get each edit."""
+Embed = Callable[[np.ndarray], np.ndarray]
+
+
+def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, seed: int = 0,
+             encoders: dict[str, Embed] | None = None) -> Evaluation:
+    """Measure every pooling on `images` (labelled); `queries` originals get each edit.
+    `encoders` (PRECISION -> embed, fp32 first): each measured on the same pixels too."""
     originals = [Image.open(image.path).convert("RGB") for image in images]
-    maps = maps_of(np.stack([pixels_of(image) for image in originals]))
+    pixels = np.stack([pixels_of(image) for image in originals])
+    maps = maps_of(pixels)
     labels = [frozenset(image.labels) for image in images]
     rng = random.Random(seed)
     chosen = rng.sample(range(len(images)), min(queries, len(images)))
-    edit_maps = {name: maps_of(np.stack([pixels_of(edit(originals[i])) for i in chosen]))
-                 for name, edit in edits(rng).items()}
+    edit_pixels = {name: np.stack([pixels_of(edit(originals[i])) for i in chosen])
+                   for name, edit in edits(rng).items()}
+    edit_maps = {name: maps_of(edited) for name, edited in edit_pixels.items()}
 
     ranking, near = {}, {}
     for kind in POOLINGS:
@@ -149,7 +162,40 @@ def evaluate(images: Sequence[FoundImage], maps_of: Callable[[np.ndarray], np.nd
     # Rounded, so that float noise cannot decide; on a tie the earlier (the default, avg) wins.
     best = max(POOLINGS, key=lambda kind: (round(ranking[kind]["mAP"], 3), round(float(np.mean(
         [figures["recall@1"] for figures in near[kind].values()])), 3)))
-    return Evaluation(len(images), ranking, near, best)
+    compared = compare_precisions(pixels, labels, edit_pixels, chosen, encoders) if encoders else {}
+    return Evaluation(len(images), ranking, near, best, compared)
+
+
+def compare_precisions(pixels: np.ndarray, labels: Sequence[frozenset[str]], edit_pixels: dict[str, np.ndarray],
+                       chosen: list[int], encoders: dict[str, Embed]) -> dict[str, dict[str, float]]:
+    """Label retrieval, near-duplicate recall@1 (mean over the edits) and, against the first
+    encoder (fp32), the mean overlap of every image's leave-one-out top-10."""
+    figures: dict[str, dict[str, float]] = {}
+    reference: np.ndarray | None = None
+    for name, embed in encoders.items():
+        database = embed(pixels)
+        metrics = ranking_metrics(database, labels)
+        recalls = []
+        for edited in edit_pixels.values():
+            scores = embed(edited) @ database.T
+            ranks = (scores > scores[np.arange(len(chosen)), chosen][:, None]).sum(axis=1)
+            recalls.append(float((ranks == 0).mean()))
+        metrics["near_duplicate_recall@1"] = float(np.mean(recalls))
+        top10 = _top10(database)
+        reference = top10 if reference is None else reference
+        metrics["top10_agreement"] = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(reference, top10)]))
+        figures[name] = metrics
+    baseline = next(iter(figures.values()))["mAP"]
+    for metrics in figures.values():
+        metrics["meets_bar"] = float(metrics["top10_agreement"] >= AGREEMENT_BAR
+                                     and abs(metrics["mAP"] - baseline) <= MAP_TOLERANCE)
+    return figures
+
+
+def _top10(features: np.ndarray) -> np.ndarray:
+    similarity = features @ features.T
+    np.fill_diagonal(similarity, -np.inf)
+    return np.argsort(-similarity, axis=1)[:, :10]
 
 
 def render(result: Evaluation) -> str:
@@ -163,4 +209,10 @@ def render(result: Evaluation) -> str:
         cells = [f"{per_edit[n]['recall@1']:.3f} / {per_edit[n]['recall@10']:.3f}" for n in names]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines.append(f"\nbest pooling on this set: {result.best}")
+    if result.precisions:
+        lines += ["", "| PRECISION | P@1 | mAP | near-duplicate R@1 | top-10 agreement with fp32 | "
+                      f"agreement >= {AGREEMENT_BAR} and mAP within {MAP_TOLERANCE} |", "| --- |" + " --- |" * 5]
+        for name, m in result.precisions.items():
+            lines.append(f"| {name} | {m['P@1']:.3f} | {m['mAP']:.4f} | {m['near_duplicate_recall@1']:.3f} | "
+                         f"{m['top10_agreement']:.3f} | {'yes' if m['meets_bar'] else 'no'} |")
     return "\n".join(lines)

@@ -58,3 +58,7 @@ def test_eval_yields_ranking_and_near_duplicate_tables(tmp_path: Path) -> None:
     assert set(figures["near_duplicates"]["avg"]) == {"crop", "resize", "jpeg_q30", "flip", "colour_jitter",
                                                       "rotate_10"}
     assert "| pooling | P@1 |" in result.stdout
+    assert list(figures["precisions"]) == ["fp32", "bf16", "dynamic", "int8"]
+    assert figures["precisions"]["fp32"]["top10_agreement"] == 1.0 and figures["precisions"]["fp32"]["meets_bar"]
+    assert all(0.5 < m["top10_agreement"] <= 1 for m in figures["precisions"].values())
+    assert "| PRECISION | P@1 | mAP |" in result.stdout
