@@ -50,7 +50,21 @@ def discover_images(path: str) -> Discovery:
     return found
 
 
-@task(name="check-encoder", cache_policy=NONE)
+def _not_a_mismatch(_task: object, _task_run: object, state: object) -> bool:
+    """Retry a store that does not answer (yet: a Milvus just restarted); a mismatch stays one."""
+    from imgsearch.vectors import EncoderMismatch
+
+    try:
+        state.result()  # type: ignore[attr-defined]
+    except EncoderMismatch:
+        return False
+    except Exception:  # noqa: BLE001 - any other failure is worth the retries
+        return True
+    return True
+
+
+@task(name="check-encoder", cache_policy=NONE, retries=3, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=_not_a_mismatch)
 def check_encoder(collection: str) -> None:
     """Refuse, before any model is built, to add this process' vectors to a collection
     of another encoder's (EncoderMismatch says how to proceed)."""
