@@ -7,8 +7,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cli.main import print_json, settings
 from imgsearch.discover import DiscoveryError, canonical_path, discover
+from imgsearch.settings import Settings, get_settings
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def print_json(value: object) -> None:
+    import json
+
+    print(json.dumps(value, indent=2, default=str))
 
 
 def _collection(arguments: argparse.Namespace) -> str:
@@ -22,9 +32,8 @@ def _stores() -> tuple[object, object]:
 
 
 def weights(arguments: argparse.Namespace) -> int:
-    from imgsearch.weights import provision
-
     from imgsearch.litert import PRECISIONS, converted_model
+    from imgsearch.weights import provision
 
     current = settings()
     path = provision(current.cache_dir, try_keras=not arguments.no_keras)
@@ -234,7 +243,8 @@ def evaluate(arguments: argparse.Namespace) -> int:
     import random
 
     from imgsearch.encoder import PRECISIONS
-    from imgsearch.evaluation import FeatureMaps, evaluate as measure, render
+    from imgsearch.evaluation import FeatureMaps, render
+    from imgsearch.evaluation import evaluate as measure
     from imgsearch.models import get_encoder
     from imgsearch.weights import find_weights
 

@@ -8,7 +8,6 @@ argument mistakes exit 2 as argparse does.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -22,12 +21,12 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from cli.stack import StackError  # noqa: E402
+from imgsearch import runtime  # noqa: E402
 from imgsearch.catalog import CatalogError  # noqa: E402
 from imgsearch.decode import DecodeError  # noqa: E402
-from imgsearch import runtime  # noqa: E402
 from imgsearch.discover import DiscoveryError  # noqa: E402
 from imgsearch.samples import SampleError  # noqa: E402
-from imgsearch.settings import Settings, SettingsError, check_collection_name, get_settings  # noqa: E402
+from imgsearch.settings import SettingsError, check_collection_name, get_settings  # noqa: E402
 from imgsearch.vectors import EncoderMismatch, VectorStoreError  # noqa: E402
 from imgsearch.weights import WeightsError  # noqa: E402
 
@@ -47,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, _interrupt)
     try:
-        _apply_log_level(settings().log_level)
+        _apply_log_level(get_settings().log_level)
         if getattr(arguments, "collection", None) is not None:
             check_collection_name(arguments.collection)
         return handler(arguments)
@@ -234,14 +233,6 @@ def _top_k(text: str) -> int:
     if value > 100:
         raise argparse.ArgumentTypeError("must be at most 100")
     return value
-
-
-def settings() -> Settings:
-    return get_settings()
-
-
-def print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, default=str))
 
 
 if __name__ == "__main__":
