@@ -210,8 +210,9 @@ def render(result: Evaluation) -> str:
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines.append(f"\nbest pooling on this set: {result.best}")
     if result.precisions:
-        lines += ["", "| PRECISION | P@1 | mAP | near-duplicate R@1 | top-10 agreement with fp32 | "
-                      f"agreement >= {AGREEMENT_BAR} and mAP within {MAP_TOLERANCE} |", "| --- |" + " --- |" * 5]
+        header = ("| PRECISION | P@1 | mAP | near-duplicate R@1 | top-10 agreement with fp32 | "
+                  f"agreement >= {AGREEMENT_BAR} and mAP within {MAP_TOLERANCE} |")
+        lines += ["", header, "| --- |" + " --- |" * 5]
         for name, m in result.precisions.items():
             lines.append(f"| {name} | {m['P@1']:.3f} | {m['mAP']:.4f} | {m['near_duplicate_recall@1']:.3f} | "
                          f"{m['top10_agreement']:.3f} | {'yes' if m['meets_bar'] else 'no'} |")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from uuid import UUID
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
-
-import threading
-from uuid import UUID
 
 from imgsearch import indexing
 from imgsearch.catalog import PENDING
