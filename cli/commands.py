@@ -6,9 +6,15 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgsearch.discover import DiscoveryError, canonical_path, discover
+from imgsearch.errors import NotFound, UsageError
 from imgsearch.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from imgsearch.collection import Stores
+    from imgsearch.summary import IndexSummary
 
 
 def settings() -> Settings:
@@ -25,10 +31,10 @@ def _collection(arguments: argparse.Namespace) -> str:
     return arguments.collection or settings().default_table
 
 
-def _stores() -> tuple[object, object]:
+def _stores() -> Stores:
     from tasks import stores
 
-    return stores.catalog(), stores.vector_store()
+    return stores.both()
 
 
 def weights(arguments: argparse.Namespace) -> int:
@@ -54,24 +60,19 @@ def _preflight(path: str) -> None:
 
     current = settings()
     find_weights(current.cache_dir, current.weights)
-    catalog, vectors = _stores()
-    catalog.ping()  # type: ignore[attr-defined]
-    vectors.ping()  # type: ignore[attr-defined]
+    both = _stores()
+    both.catalog.ping()
+    both.vectors.ping()
 
 
 def run_index(path: str, collection: str, chunk_size: int | None, show_progress: bool,
-              runner: str = "threads") -> dict:
-    _preflight(path)
+              runner: str = "threads") -> IndexSummary:
     from flows.index import index_images
+    from flows.runners import with_runner
     from tasks.progress import ProgressEvent, add_listener, remove_listener
 
-    if runner == "dask":
-        from flows.runners import task_runner
-
-        if settings().milvus_is_lite:
-            raise DiscoveryError("--task-runner dask needs a Milvus server: Milvus Lite opens its file in one "
-                                 "process only (run `milvus-lite server` and set MILVUS_URI=http://...)")
-        index_images = index_images.with_options(task_runner=task_runner("dask"))
+    index_images = with_runner(index_images, runner)  # type: ignore[arg-type]
+    _preflight(path)
     if not show_progress:
         return index_images(path=path, collection=collection, chunk_size=chunk_size)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -98,73 +99,67 @@ def index(arguments: argparse.Namespace) -> int:
         show_progress=not arguments.json and sys.stderr.isatty(), runner=arguments.task_runner,
     )
     if arguments.json:
-        print_json(summary)
+        print_json(summary.as_json())
         return 0
     print(
-        f"{summary['indexed']} indexed ({summary['embedded']} embedded, {summary['reused']} reused), "
-        f"{summary['skipped']} unchanged, {summary['failed']} failed of {summary['found']} images "
-        f"in {summary['seconds']} s ({summary['images_per_second']} images/s) "
-        f"into {summary['collection']}"
+        f"{summary.indexed} indexed ({summary.embedded} embedded, {summary.reused} reused), "
+        f"{summary.skipped} unchanged, {summary.failed} failed of {summary.found} images "
+        f"in {summary.seconds:.2f} s ({summary.images_per_second} images/s) into {summary.collection}"
     )
-    for failure in summary["failures"][:20]:
-        print(f"  failed {failure['path']}: {failure['reason']}")
-    if len(summary["failures"]) > 20:
-        print(f"  … and {len(summary['failures']) - 20} more")
+    for path, reason in summary.failures[:20]:
+        print(f"  failed {path}: {reason}")
+    if summary.failed > 20:
+        print(f"  … and {summary.failed - 20} more")
     return 0
 
 
 def search(arguments: argparse.Namespace) -> int:
+    return _search(Path(arguments.image), _collection(arguments), arguments.top_k, arguments.label,
+                   arguments.json)
+
+
+def _search(image: Path, collection: str, top_k: int | None, label: str | None, as_json: bool) -> int:
     from imgsearch.searching import encode_query, nearest
     from tasks import stores
 
-    image = Path(arguments.image)
     if not image.is_file():
-        raise FileNotFoundError(f"no such image: {arguments.image}")
-    data = image.read_bytes()
-    catalog, vectors = _stores()
-    encoder = stores.encoder()
-    vector = encode_query(encoder, data)
-    results = nearest(
-        vector, _collection(arguments), arguments.top_k or settings().top_k,
-        vectors, catalog, label=arguments.label, encoder=encoder.name,  # type: ignore[arg-type]
-    )
-    if arguments.json:
+        raise FileNotFoundError(f"no such image: {image}")
+    both, encoder = _stores(), stores.encoder()
+    results = nearest(encode_query(encoder, image.read_bytes()), collection, top_k or settings().top_k,
+                      both.vectors, both.catalog, label=label, encoder=encoder.name)
+    if as_json:
         print_json([r.__dict__ for r in results])
         return 0
     if not results:
-        print(f"no indexed images in {_collection(arguments)}")
+        print(f"no indexed images in {collection}")
     for rank, result in enumerate(results, start=1):
         print(f"{rank:3d}  {result.score:.4f}  {result.path}  [{', '.join(result.labels)}]")
     return 0
 
 
 def count(arguments: argparse.Namespace) -> int:
-    catalog, vectors = _stores()
-    name = _collection(arguments)
-    figures = {
-        "collection": name,
-        "indexed": catalog.count(name),  # type: ignore[attr-defined]
-        "failed": catalog.count(name, "failed"),  # type: ignore[attr-defined]
-        "pending": catalog.count(name, "pending"),  # type: ignore[attr-defined]
-        "vectors": vectors.count(name),  # type: ignore[attr-defined]
-    }
+    from imgsearch.collection import counts
+
+    found = counts(_stores(), _collection(arguments))
+    figures = {"collection": found.name, "indexed": found.indexed, "failed": found.failed,
+               "pending": found.pending, "vectors": found.vectors}
     if arguments.json:
         print_json(figures)
     else:
-        print(f"{figures['indexed']} images indexed in {name} "
+        print(f"{figures['indexed']} images indexed in {found.name} "
               f"({figures['vectors']} vectors, {figures['failed']} failed, {figures['pending']} pending)")
     return 0
 
 
 def delete(arguments: argparse.Namespace) -> int:
-    from imgsearch.indexing import delete_images
+    from imgsearch import collection
 
-    catalog, vectors = _stores()
+    both = _stores()
     name = _collection(arguments)
-    records = catalog.under_path(name, canonical_path(arguments.path))  # type: ignore[attr-defined]
+    records = both.catalog.under_path(name, canonical_path(arguments.path))
     if not records:
-        raise DiscoveryError(f"nothing indexed at {arguments.path} in {name}")
-    removed = delete_images(name, [record.id for record in records], catalog, vectors)  # type: ignore[arg-type]
+        raise NotFound(f"nothing indexed at {arguments.path} in {name}")
+    removed = collection.delete(both, name, [record.id for record in records])
     print(f"deleted {removed} image{'s' if removed != 1 else ''} from {name}")
     return 0
 
@@ -172,10 +167,10 @@ def delete(arguments: argparse.Namespace) -> int:
 def drop(arguments: argparse.Namespace) -> int:
     name = _collection(arguments)
     if not arguments.yes:
-        raise DiscoveryError(f"this deletes collection {name} entirely; add --yes to confirm")
-    catalog, vectors = _stores()
-    vectors.drop(name)  # type: ignore[attr-defined]
-    catalog.drop(name)  # type: ignore[attr-defined]
+        raise UsageError(f"this deletes collection {name} entirely; add --yes to confirm")
+    from imgsearch import collection
+
+    collection.drop(_stores(), name, missing_ok=True)
     print(f"dropped {name}")
     return 0
 
@@ -187,11 +182,8 @@ def serve(arguments: argparse.Namespace) -> int:
 
     current = settings()
     find_weights(current.cache_dir, current.weights)
-    if arguments.workers > 1 and current.milvus_is_lite:
-        raise DiscoveryError(
-            "--workers > 1 needs a Milvus server: Milvus Lite opens its file in one process only "
-            "(run `milvus-lite server` or Milvus, and set MILVUS_URI=http://...)"
-        )
+    if arguments.workers > 1:
+        current.require_milvus_server("--workers > 1")
     print(f"imgsearch: serving http://{arguments.host}:{arguments.port}/ (API docs at /docs)",
           file=sys.stderr)
     uvicorn.run("search_app.app:create_app", factory=True, host=arguments.host, port=arguments.port,
@@ -296,13 +288,10 @@ def demo(arguments: argparse.Namespace) -> int:
             make_voc_sample(target, 200, current.cache_dir, _class_names())
         path = str(target)
     summary = run_index(path, _collection(arguments), None, show_progress=sys.stderr.isatty())
-    print(f"indexed {summary['indexed']}, unchanged {summary['skipped']}, failed {summary['failed']} "
-          f"of {summary['found']} images in {summary['seconds']} s "
-          f"({summary['images_per_second']} images/s)")
+    print(f"indexed {summary.indexed}, unchanged {summary.skipped}, failed {summary.failed} "
+          f"of {summary.found} images in {summary.seconds:.2f} s ({summary.images_per_second} images/s)")
     first = discover(path).images[0].path
     with tempfile.TemporaryDirectory() as tmp:
         query = recompressed_copy(Path(first), Path(tmp) / "query.jpg")
         print(f"\nsearching with a resized, recompressed copy of {first}:")
-        return search(argparse.Namespace(
-            image=str(query), top_k=5, label=None, collection=arguments.collection, json=False
-        ))
+        return _search(query, _collection(arguments), 5, None, as_json=False)

@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from imgsearch.errors import ImgsearchError
+
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
-class LoadError(RuntimeError):
+class LoadError(ImgsearchError, RuntimeError):
     """locust is missing, or the run could not be made."""
 
 

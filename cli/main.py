@@ -20,18 +20,12 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # that took over Prefect's default 20 s (seen on a fresh clone), failing the run.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from cli.stack import StackError  # noqa: E402
 from imgsearch import runtime  # noqa: E402
-from imgsearch.catalog import CatalogError  # noqa: E402
-from imgsearch.decode import DecodeError  # noqa: E402
-from imgsearch.discover import DiscoveryError  # noqa: E402
-from imgsearch.samples import SampleError  # noqa: E402
-from imgsearch.settings import SettingsError, check_collection_name, get_settings  # noqa: E402
-from imgsearch.vectors import EncoderMismatch, VectorStoreError  # noqa: E402
-from imgsearch.weights import WeightsError  # noqa: E402
+from imgsearch.errors import ImgsearchError, UsageError  # noqa: E402
+from imgsearch.settings import TOP_K_MAX, check_collection_name, get_settings  # noqa: E402
 
-EXPECTED = (CatalogError, DecodeError, DiscoveryError, SampleError, SettingsError, StackError,
-            VectorStoreError, WeightsError, EncoderMismatch, FileNotFoundError, PermissionError)
+# Every core, flow and stack error is an ImgsearchError; the two OSErrors come from the user's paths.
+EXPECTED = (ImgsearchError, FileNotFoundError, PermissionError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _stop_children()
             print("imgsearch: interrupted", file=sys.stderr)
             return 130
+        if isinstance(error, UsageError):
+            parser.print_usage(sys.stderr)
+            print(f"imgsearch: error: {error}", file=sys.stderr)
+            return 2
         if _expected(error):
             return _fail(error)
         raise
@@ -73,11 +71,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 def _expected(error: BaseException) -> bool:
     """A failure of the user's input or of a backend, told in one line; anything else is a bug."""
-    from flows.index import IndexRunError
-
-    if isinstance(error, ValueError) and "collection name" in str(error):
-        return True
-    return isinstance(error, (*EXPECTED, IndexRunError))
+    return isinstance(error, EXPECTED)
 
 
 def _stop_children(grace: float = 5.0) -> None:
@@ -230,8 +224,8 @@ def _port(text: str) -> int:
 
 def _top_k(text: str) -> int:
     value = _positive(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError("must be at most 100")
+    if value > TOP_K_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {TOP_K_MAX}")
     return value
 
 

@@ -25,12 +25,13 @@ import httpx
 
 from cli.processes import listens, wait_until, wait_until_healthy
 from imgsearch import runtime
+from imgsearch.errors import ImgsearchError
 
 BIN = Path(sys.executable).parent
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-class StackError(RuntimeError):
+class StackError(ImgsearchError, RuntimeError):
     """The stack could not start or stop; the message says which service and where its log is."""
 HOST = "127.0.0.1"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from prefect import flow
@@ -10,21 +9,24 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from imgsearch.errors import ImgsearchError
 from imgsearch.settings import check_collection_name, get_settings
+from imgsearch.summary import IndexSummary
 from tasks.indexing import (
     check_encoder, count_pending, discover_images, index_chunk, load_model, plan_index, publish_summary,
 )
+from tasks.naming import run_name
 from tasks.progress import Progress
 
 
-class IndexRunError(RuntimeError):
+class IndexRunError(ImgsearchError, RuntimeError):
     """Some chunks failed after all their retries; the message says which and why."""
 
 
 def _run_name() -> str:
     parameters = flow_run.parameters
     collection = parameters.get("collection") or get_settings().default_table
-    return f"index {os.path.basename(str(parameters['path']).rstrip('/')) or '/'} into {collection}"
+    return run_name("index", str(parameters["path"]), collection)
 
 
 @flow(
@@ -41,7 +43,7 @@ def index_images(
     chunk_size: int | None = None,
     retries: int = 3,
     retry_delay_seconds: float = 2.0,
-) -> dict[str, object]:
+) -> IndexSummary:
     """Index every image under `path` into `collection`; return the run's summary."""
     started = time.perf_counter()
     settings = get_settings()
@@ -62,49 +64,24 @@ def index_images(
         for number, chunk in enumerate(plan.chunks, start=1)
     ]
     sizes = {future.task_run_id: len(chunk) for future, chunk in zip(futures, plan.chunks)}
-    totals = {"embedded": 0, "reused": 0, "unchanged": 0}
-    failures: list[tuple[str, str]] = [(p.path, p.reason) for p in discovery.problems]
-    broken_chunks: list[str] = []
-    builds_by_process: dict[int, int] = {}
+    summary = IndexSummary.start(discovery.root, collection, plan, [(p.path, p.reason) for p in discovery.problems])
     for future in as_completed(futures):
         outcome = future.result(raise_on_failure=False)
+        size = sizes[future.task_run_id]
         if isinstance(outcome, BaseException):
-            broken_chunks.append(f"{sizes[future.task_run_id]} images: {outcome}")
-            progress.advance(sizes[future.task_run_id], failed=sizes[future.task_run_id])
-            continue
-        totals["embedded"] += outcome.indexed
-        totals["reused"] += outcome.reused
-        totals["unchanged"] += outcome.unchanged
-        failures.extend(outcome.failed)
-        builds_by_process[outcome.pid] = max(builds_by_process.get(outcome.pid, 0), outcome.model_builds)
-        progress.advance(sizes[future.task_run_id], failed=len(outcome.failed))
-
-    seconds = time.perf_counter() - started
-    indexed = totals["embedded"] + totals["reused"]
-    summary: dict[str, object] = {
-        "path": discovery.root,
-        "collection": collection,
-        "found": plan.total,
-        "indexed": indexed,
-        "embedded": totals["embedded"],
-        "reused": totals["reused"],
-        "skipped": plan.unchanged + totals["unchanged"],
-        "failed": len(failures),
-        "failed_chunks": len(broken_chunks),
-        "chunks": len(futures),
-        "processes": len(builds_by_process),
-        "model_builds": sum(builds_by_process.values()),
-        "seconds": round(seconds, 2),
-        "images_per_second": round(indexed / seconds, 2) if seconds > 0 else 0.0,
-    }
-    publish_summary(summary, failures)
-    if broken_chunks:
+            summary.add_broken(size, outcome)
+            progress.advance(size, failed=size)
+        else:
+            summary.add(outcome)
+            progress.advance(size, failed=len(outcome.failed))
+    summary.seconds = time.perf_counter() - started
+    publish_summary(summary)
+    if summary.broken_chunks:
         pending = count_pending(collection, return_state=True)
         left = f"{pending.result()} images are pending in the catalog" if pending.is_completed() else (
             "the catalog could not be read")
         raise IndexRunError(
-            f"{len(broken_chunks)} of {len(futures)} chunks failed after {retries} retries; "
-            f"{left}; run again to finish them. First: {broken_chunks[0]}"
+            f"{len(summary.broken_chunks)} of {summary.chunks} chunks failed after {retries} retries; "
+            f"{left}; run again to finish them. First: {summary.broken_chunks[0]}"
         )
-    summary["failures"] = [{"path": path, "reason": reason} for path, reason in failures]
     return summary

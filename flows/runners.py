@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, TypeVar
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from imgsearch.settings import get_settings
+
 RunnerKind = Literal["threads", "dask"]
+F = TypeVar("F")
+
+
+def with_runner(flow: F, kind: RunnerKind) -> F:
+    """`flow` with its chunk tasks on `kind`; Dask refuses Milvus Lite (one process per file)."""
+    if kind == "threads":
+        return flow
+    get_settings().require_milvus_server("--task-runner dask")
+    return flow.with_options(task_runner=task_runner(kind))  # type: ignore[attr-defined, no-any-return]
 
 
 def task_runner(kind: RunnerKind = "threads", workers: int = 2) -> object:

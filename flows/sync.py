@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -14,13 +13,14 @@ from flows.index import index_images
 from imgsearch.indexing import chunk_size_for
 from imgsearch.settings import check_collection_name, get_settings
 from tasks.indexing import index_chunk, load_model
+from tasks.naming import artifact_key, run_name
 from tasks.sync import find_divergence, remove_gone_files, repair_without_model
 
 
 def _sync_name() -> str:
     parameters = flow_run.parameters
     collection = parameters.get("collection") or get_settings().default_table
-    return f"sync {os.path.basename(str(parameters['path']).rstrip('/')) or '/'} into {collection}"
+    return run_name("sync", str(parameters["path"]), collection)
 
 
 @flow(name="sync-folder", flow_run_name=_sync_name)
@@ -30,14 +30,13 @@ def sync_folder(
 ) -> dict[str, object]:
     """Index new and changed files (moved ones reuse their vector), then remove gone ones."""
     collection = check_collection_name(collection or get_settings().default_table)
-    summary = index_images(path=path, collection=collection, chunk_size=chunk_size, retries=retries,
+    indexed = index_images(path=path, collection=collection, chunk_size=chunk_size, retries=retries,
                            retry_delay_seconds=retry_delay_seconds)
-    summary = {key: value for key, value in summary.items() if key != "failures"}
-    summary["removed"] = remove_gone_files(path, collection)
-    create_table_artifact([{"metric": k, "value": v} for k, v in summary.items()],
-                          key=("sync-summary-" + collection.lower().replace("_", "-"))[:100],
+    figures = {**indexed.figures(), "removed": remove_gone_files(path, collection)}
+    create_table_artifact([{"metric": k, "value": v} for k, v in figures.items()],
+                          key=artifact_key("sync-summary", collection),
                           description=f"Sync of {path} into {collection}")
-    return summary
+    return figures
 
 
 @flow(name="reconcile", flow_run_name="reconcile {collection}",

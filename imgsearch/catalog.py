@@ -26,6 +26,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from imgsearch.errors import Unavailable
+
 PENDING, INDEXED, FAILED, DELETING = "pending", "indexed", "failed", "deleting"
 # MySQL compares VARCHAR case-insensitively by default; paths are case-sensitive.
 PathString = String(4096).with_variant(
@@ -73,8 +75,10 @@ class ImageRecord(Base):
         }
 
 
-class CatalogError(RuntimeError):
+class CatalogError(Unavailable):
     """The database is unreachable or refused an operation."""
+
+    backend = "the database"
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,36 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from imgsearch.errors import BadInput
+
 INPUT_SIZE = 224
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
 
 
-class DecodeError(ValueError):
+class DecodeError(BadInput):
     """The bytes are not an image this system can use; the message says why."""
+
+
+class EmptyImage(DecodeError):
+    """Zero bytes."""
+
+    status = 400
+
+
+class ImageTooLarge(DecodeError):
+    """More pixels than Pillow's decompression-bomb limit."""
+
+    status = 413
+
+
+class NotAnImage(DecodeError):
+    """Not a format Pillow can identify."""
+
+    status = 415
+
+
+class CorruptImage(DecodeError):
+    """Truncated, or broken inside: 422."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +55,7 @@ class DecodedImage:
 def decode_image(data: bytes, size: int = INPUT_SIZE) -> DecodedImage:
     """Decode `data` into a `size`x`size` RGB array, or raise DecodeError."""
     if not data:
-        raise DecodeError("empty file (0 bytes)")
+        raise EmptyImage("empty file (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as image:
             _check_pixels(image)
@@ -49,21 +73,21 @@ def decode_image(data: bytes, size: int = INPUT_SIZE) -> DecodedImage:
     except DecodeError:
         raise
     except Image.DecompressionBombError as error:
-        raise DecodeError(f"decompression bomb: {error}") from None
+        raise ImageTooLarge(f"decompression bomb: {error}") from None
     except UnidentifiedImageError:
-        raise DecodeError("not an image (unknown or unsupported format)") from None
+        raise NotAnImage("not an image (unknown or unsupported format)") from None
     except (OSError, SyntaxError, ValueError, IndexError, TypeError) as error:
         reason = str(error) or type(error).__name__
         if "truncated" in reason:
-            raise DecodeError("truncated image") from None
-        raise DecodeError(f"corrupt image: {reason[:200]}") from None
+            raise CorruptImage("truncated image") from None
+        raise CorruptImage(f"corrupt image: {reason[:200]}") from None
 
 
 def _check_pixels(image: Image.Image) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     width, height = image.size
     if limit is not None and width * height > limit:
-        raise DecodeError(
+        raise ImageTooLarge(
             f"decompression bomb: {width}x{height} = {width * height} pixels exceeds the limit of {limit}"
         )
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgsearch.decode import EXTENSIONS
+from imgsearch.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Discovery:
     voc: bool = False
 
 
-class DiscoveryError(ValueError):
+class DiscoveryError(BadInput):
     """The path itself cannot be indexed (missing, not a folder or image)."""
 
 

@@ -21,11 +21,13 @@ from xml.sax.saxutils import escape
 
 from PIL import Image, ImageOps
 
+from imgsearch.errors import Unavailable
+
 FOOLBOX_WHEEL = "foolbox-3.3.4-py3-none-any.whl"
 FOOLBOX_SHA256 = "11049d515d38e765e206a73ace9cc648b81a0d6d1da9ad9057e149ee117989cb"
 
 
-class SampleError(RuntimeError):
+class SampleError(Unavailable):
     pass
 
 

@@ -16,10 +16,19 @@ from urllib.parse import quote_plus
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from imgsearch.errors import BadInput, InvalidName, UsageError
+
 COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
-class SettingsError(ValueError):
+TOP_K_MIN, TOP_K_MAX = 1, 100  # results per query: settings, every route, the OpenAPI document, the CLI
+
+
+def is_lite_uri(uri: str) -> bool:
+    """A Milvus address that is a local file (Milvus Lite, in this process), not a server."""
+    return not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+class SettingsError(BadInput):
     """A setting is wrong; the message names it in one line."""
 
 
@@ -36,7 +45,7 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL of the catalog")
     default_table: str = "milvus_img_search"
     vector_dimension: int = 2048
-    top_k: int = Field(10, ge=1, le=100)
+    top_k: int = Field(10, ge=TOP_K_MIN, le=TOP_K_MAX)
     pooling: Literal["avg", "max"] = "avg"
     precision: Literal["fp32", "bf16", "dynamic", "int8"] = Field(
         "fp32", description="fp32, bf16 (Keras) or dynamic, int8 (quantised, on LiteRT)")
@@ -51,6 +60,7 @@ class Settings(BaseSettings):
     weights: Path | None = Field(None, validation_alias="IMGSEARCH_WEIGHTS")
     api_key: str = Field("", description="when set, mutating HTTP routes require it")
     max_upload_mb: float = Field(20.0, gt=0, le=1024)
+    thumbnail_cache_mb: float = Field(512.0, gt=0, description="bound of DATA_DIR/thumbnails")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "warning", validation_alias="IMGSEARCH_LOG_LEVEL",
         description="imgsearch's own log level; debug also shows TensorFlow's start-up lines")
@@ -99,7 +109,7 @@ class Settings(BaseSettings):
                 )
             else:
                 self.database_url = f"sqlite:///{self.data_dir / 'catalog.db'}"
-        if not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:")):
+        if is_lite_uri(self.milvus_uri):
             if not self.milvus_uri.endswith(".db"):
                 raise ValueError("MILVUS_URI: a Milvus Lite path must end in .db, or use http://")
         if not self.database_url.startswith(("sqlite", "mysql", "mariadb", "postgresql")):
@@ -115,14 +125,24 @@ class Settings(BaseSettings):
         return int(self.max_upload_mb * 1024 * 1024)
 
     @property
+    def thumbnail_dir(self) -> Path:
+        return self.data_dir / "thumbnails"
+
+    @property
     def milvus_is_lite(self) -> bool:
-        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:"))
+        return is_lite_uri(self.milvus_uri)
+
+    def require_milvus_server(self, feature: str) -> None:
+        """Several processes cannot share a Milvus Lite file: refuse `feature` on one."""
+        if self.milvus_is_lite:
+            raise UsageError(f"{feature} needs a Milvus server: Milvus Lite opens its file in one process "
+                             "only (run `milvus-lite server` or Milvus, and set MILVUS_URI=http://...)")
 
 
 def check_collection_name(name: str) -> str:
     """Milvus' own rule for collection names; also keeps names safe in SQL and URLs."""
     if not COLLECTION_NAME.match(name):
-        raise ValueError(
+        raise InvalidName(
             f"invalid collection name {name[:80]!r}: use letters, digits and _, "
             "starting with a letter or _, at most 255 characters"
         )

@@ -22,6 +22,8 @@ from typing import TypeVar
 import numpy as np
 
 from imgsearch import runtime
+from imgsearch.errors import Conflict, Unavailable
+from imgsearch.settings import is_lite_uri
 from imgsearch.writer_lock import CollectionWriterLock
 
 T = TypeVar("T")
@@ -50,11 +52,13 @@ def search_params(index_type: str, top_k: int) -> dict[str, int]:
     return {}
 
 
-class VectorStoreError(RuntimeError):
+class VectorStoreError(Unavailable):
     """Milvus is unreachable or refused an operation."""
 
+    backend = "Milvus"
 
-class EncoderMismatch(ValueError):
+
+class EncoderMismatch(Conflict):
     """A collection's vectors come from another encoder than this process'."""
 
     def __init__(self, collection: str, recorded: str | None, current: str) -> None:
@@ -91,7 +95,7 @@ class VectorStore:
 
         self.uri = uri
         self.dimension = dimension
-        self.embedded = embedded = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+        self.embedded = embedded = is_lite_uri(uri)
         if embedded:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:

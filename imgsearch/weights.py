@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from imgsearch import runtime
+from imgsearch.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,10 @@ HOW_TO_PROVIDE = (
 )
 
 
-class WeightsError(RuntimeError):
+class WeightsError(Unavailable):
     """Weights are missing or do not match ResNet50."""
+
+    backend = "the model"
 
 
 def weights_paths(cache_dir: Path) -> tuple[Path, Path]:

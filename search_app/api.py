@@ -8,23 +8,28 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio.to_thread
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from imgsearch.catalog import FAILED, PENDING
+from imgsearch.catalog import FAILED
+from imgsearch.collection import counts as collection_counts
+from imgsearch.collection import delete as delete_from_both
+from imgsearch.collection import drop as drop_from_both
+from imgsearch.collection import exists as collection_exists
 from imgsearch.decode import decode_image
 from imgsearch.discover import canonical_path
-from imgsearch.indexing import delete_images
 from imgsearch.searching import Result, nearest
+from imgsearch.settings import TOP_K_MAX, TOP_K_MIN
 from search_app import params
 from search_app.auth import require_api_key
 from search_app.errors import ApiError
-from search_app.files import SAFE_HEADERS, THUMBNAIL_SIZES, media_type, servable_path, thumbnail
-from search_app.services import Services, blocking
+from imgsearch.thumbnails import LARGEST, SMALLEST
+from search_app.files import SAFE_HEADERS, media_type, servable_path
+from search_app.services import Services
 
 
 def services(request: Request) -> Services:
@@ -63,17 +68,17 @@ async def search_vector(
     exclude: int | None = None, encoder: str | None = None,
 ) -> list[Result]:
     """`encoder`: the one that made `vector` (None: a vector of the collection itself)."""
-    vectors, catalog = await blocking(svc.vectors), await blocking(svc.catalog)
-    if not await blocking(vectors.exists, collection):
+    vectors, catalog = await run_in_threadpool(svc.vectors), await run_in_threadpool(svc.catalog)
+    if not await run_in_threadpool(vectors.exists, collection):
         raise ApiError(404, f"no collection named {collection!r}")
-    return await anyio.to_thread.run_sync(
+    return await run_in_threadpool(
         lambda: nearest(vector, collection, top_k, vectors, catalog, label=label, exclude=exclude,
                         encoder=encoder)
     )
 
 
 async def encode_upload(svc: Services, data: bytes) -> np.ndarray:
-    decoded = await anyio.to_thread.run_sync(decode_image, data)
+    decoded = await run_in_threadpool(decode_image, data)
     assert svc.batcher is not None
     return await svc.batcher.embed(decoded.pixels)
 
@@ -85,15 +90,15 @@ async def search(request: Request) -> Response:
     data, fields = await read_upload(request)
     # A value may come in the query or the form (the form wins); each given one must be valid.
     for given in (request.query_params, fields):
-        params.integer(given, "top_k", svc.settings.top_k, 1, 100)
+        params.integer(given, "top_k", svc.settings.top_k, TOP_K_MIN, TOP_K_MAX)
         params.collection(given, svc.settings.default_table)
         params.label(given)
     values = {**request.query_params, **fields}
-    top_k = params.integer(values, "top_k", svc.settings.top_k, 1, 100)
+    top_k = params.integer(values, "top_k", svc.settings.top_k, TOP_K_MIN, TOP_K_MAX)
     collection = params.collection(values, svc.settings.default_table)
     label = params.label(values)
     marks.append(("upload", time.perf_counter()))
-    decoded = await anyio.to_thread.run_sync(decode_image, data)
+    decoded = await run_in_threadpool(decode_image, data)
     marks.append(("decode", time.perf_counter()))
     assert svc.batcher is not None
     vector = await svc.batcher.embed(decoded.pixels)
@@ -111,8 +116,8 @@ async def record_for(request: Request) -> tuple[Services, str, Any]:
     svc = services(request)
     image = params.image_id(request.path_params["id"])
     collection = params.collection(request.query_params, svc.settings.default_table)
-    catalog = await blocking(svc.catalog)
-    record = (await blocking(catalog.get, collection, [image])).get(image)
+    catalog = await run_in_threadpool(svc.catalog)
+    record = (await run_in_threadpool(catalog.get, collection, [image])).get(image)
     if record is None:
         raise ApiError(404, f"no image with id {image} in {collection!r}")
     return svc, collection, record
@@ -121,10 +126,10 @@ async def record_for(request: Request) -> tuple[Services, str, Any]:
 async def similar(request: Request) -> Response:
     started = time.perf_counter()
     svc, collection, record = await record_for(request)
-    top_k = params.integer(request.query_params, "top_k", svc.settings.top_k, 1, 100)
+    top_k = params.integer(request.query_params, "top_k", svc.settings.top_k, TOP_K_MIN, TOP_K_MAX)
     label = params.label(request.query_params)
-    vectors = await blocking(svc.vectors)
-    stored = (await blocking(vectors.vectors, collection, [record.id])).get(record.id)
+    vectors = await run_in_threadpool(svc.vectors)
+    stored = (await run_in_threadpool(vectors.vectors, collection, [record.id])).get(record.id)
     if stored is None or record.status == FAILED:
         raise ApiError(404, f"image {record.id} has no stored vector in {collection!r}")
     results = await search_vector(svc, stored, collection, top_k, label, exclude=record.id)
@@ -148,11 +153,11 @@ async def image_file(request: Request) -> Response:
 
 async def image_thumbnail(request: Request) -> Response:
     svc, _, record = await record_for(request)
-    size = params.integer(request.query_params, "size", 256, *THUMBNAIL_SIZES)
+    size = params.integer(request.query_params, "size", 256, SMALLEST, LARGEST)
     path = servable_path(record)
-    cache = svc.settings.data_dir / "thumbnails"
+    cache = (await run_in_threadpool(svc.stores)).thumbnails
     try:
-        small = await anyio.to_thread.run_sync(thumbnail, path, record, size, cache)
+        small = await run_in_threadpool(cache.get, path, record.collection, record.id, record.sha256, size)
     except OSError:
         raise ApiError(404, "the indexed file can no longer be read as an image") from None
     return FileResponse(small, media_type="image/jpeg", headers=SAFE_HEADERS)
@@ -162,16 +167,15 @@ async def delete_image(request: Request) -> Response:
     svc = services(request)
     require_api_key(request, svc.settings.api_key)
     _, collection, record = await record_for(request)
-    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
-    await blocking(delete_images, collection, [record.id], catalog, vectors)
+    await run_in_threadpool(delete_from_both, await run_in_threadpool(svc.stores), collection, [record.id])
     return JSONResponse({"deleted": record.id, "collection": collection})
 
 
 async def collections(request: Request) -> Response:
     svc = services(request)
-    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
-    counts = await blocking(catalog.collections)
-    names = sorted(set(counts) | set(await blocking(vectors.list_collections)))
+    catalog, vectors = await run_in_threadpool(svc.catalog), await run_in_threadpool(svc.vectors)
+    counts = await run_in_threadpool(catalog.collections)
+    names = sorted(set(counts) | set(await run_in_threadpool(vectors.list_collections)))
     return JSONResponse({"collections": [{"name": n, "count": counts.get(n, 0)} for n in names],
                          "default": svc.settings.default_table})
 
@@ -179,17 +183,13 @@ async def collections(request: Request) -> Response:
 async def collection_detail(request: Request) -> Response:
     svc = services(request)
     name = params.collection_name(request.path_params["name"])
-    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
-    exists = await blocking(vectors.has_collection, name)
-    if not exists and not await blocking(catalog.count, name, None):
+    stores = await run_in_threadpool(svc.stores)
+    if not await run_in_threadpool(collection_exists, stores, name):
         raise ApiError(404, f"no collection named {name!r}")
+    found = await run_in_threadpool(collection_counts, stores, name)
     return JSONResponse({
-        "name": name,
-        "count": await blocking(catalog.count, name),
-        "vectors": await blocking(vectors.count, name),
-        "failed": await blocking(catalog.count, name, FAILED),
-        "pending": await blocking(catalog.count, name, PENDING),
-        "labels": await blocking(catalog.label_counts, name),
+        "name": name, "count": found.indexed, "vectors": found.vectors, "failed": found.failed,
+        "pending": found.pending, "labels": await run_in_threadpool(stores.catalog.label_counts, name),
     })
 
 
@@ -197,11 +197,7 @@ async def drop_collection(request: Request) -> Response:
     svc = services(request)
     require_api_key(request, svc.settings.api_key)
     name = params.collection_name(request.path_params["name"])
-    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
-    if not await blocking(vectors.has_collection, name) and not await blocking(catalog.count, name, None):
-        raise ApiError(404, f"no collection named {name!r}")
-    await blocking(vectors.drop, name)
-    await blocking(catalog.drop, name)
+    await run_in_threadpool(drop_from_both, await run_in_threadpool(svc.stores), name)  # NotFound: 404
     return JSONResponse({"dropped": name})
 
 
@@ -234,7 +230,7 @@ async def start_index(request: Request) -> Response:
     body = await json_body(request)
     path = index_path(svc, body.get("path"))
     collection = params.collection(body, svc.settings.default_table)
-    status = await anyio.to_thread.run_sync(svc.runs.start, path, collection)
+    status = await run_in_threadpool(svc.runs.start, path, collection)
     return JSONResponse({"run_id": status.run_id, "status_url": f"/api/index/{status.run_id}"},
                         status_code=202)
 
@@ -245,7 +241,7 @@ async def index_status(request: Request) -> Response:
     status = svc.runs.get(run_id)
     if status is not None:
         return JSONResponse(status.as_dict())
-    found = await anyio.to_thread.run_sync(svc.runs.read_from_prefect, run_id)
+    found = await run_in_threadpool(svc.runs.read_from_prefect, run_id)
     if found is None:
         raise ApiError(404, f"no index run {run_id[:60]!r}")
     return JSONResponse(found)

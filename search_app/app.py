@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-import anyio.to_thread
 import swagger_ui_bundle
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -37,7 +37,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     services: Services = app.state.services
     current = services.settings
     weights = find_weights(current.cache_dir, current.weights)
-    services.encoder = await anyio.to_thread.run_sync(
+    services.encoder = await run_in_threadpool(
         get_encoder, weights, current.pooling, current.batch_size, current.precision
     )
     from prefect.settings import PREFECT_API_URL
@@ -48,20 +48,20 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     services.batcher.start()
     for name, opener in (("database", services.catalog), ("Milvus", services.vectors)):
         try:
-            await anyio.to_thread.run_sync(opener)
+            await run_in_threadpool(opener)
         except Exception as error:  # noqa: BLE001 - start anyway; /health and 503s say it
             log.warning("%s unavailable at start: %s", name, error)
     try:
         yield
     finally:
         await services.batcher.stop()
-        await anyio.to_thread.run_sync(services.runs.close)
+        await run_in_threadpool(services.runs.close)
 
 
 async def probe(check: object) -> str:
     try:
         with anyio.fail_after(HEALTH_TIMEOUT_SECONDS):
-            await anyio.to_thread.run_sync(check)  # type: ignore[arg-type]
+            await run_in_threadpool(check)  # type: ignore[arg-type]
         return "ok"
     except TimeoutError:
         return f"no answer within {HEALTH_TIMEOUT_SECONDS:g} s"
@@ -81,7 +81,7 @@ async def health(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     services: Services = request.app.state.services
-    payload, media_type = await anyio.to_thread.run_sync(
+    payload, media_type = await run_in_threadpool(
         request.app.state.metrics.render, lambda: services.catalog().collections()
     )
     return Response(payload, media_type=media_type)
@@ -107,6 +107,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
+        # Not Starlette's own `max_body_size`: when Content-Length is over the limit it replaces
+        # whatever the app answers with a plain-text 413 (Starlette 1.10), and clients get JSON here.
         middleware=[Middleware(MetricsMiddleware, metrics=app_metrics),
                     Middleware(BodyLimit, max_bytes=current.max_upload_bytes)],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import anyio.to_thread
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from imgsearch.models import AnyEncoder
 
@@ -54,7 +54,7 @@ class QueryBatcher:
                 continue
             try:
                 stacked = np.stack([pixels for pixels, _ in live])
-                vectors = await anyio.to_thread.run_sync(lambda: self.encoder.embed(stacked, urgent=True))
+                vectors = await run_in_threadpool(lambda: self.encoder.embed(stacked, urgent=True))
             except Exception as error:  # noqa: BLE001 - hand the failure to every waiter
                 for _, future in live:
                     if not future.done():

@@ -1,7 +1,8 @@
 """Every error a client sees is JSON `{"error", "detail"}` with a fitting 4xx or 503.
 
-Decoding failures map to the status that says what is wrong with the upload;
-an unreachable backend is 503 (retry later), never 500.
+Core errors (`imgsearch.errors`) answer the status their kind carries: an upload
+that is empty 400, too large 413, not an image 415, corrupt 422; another encoder's
+collection 409; an unreachable backend 503 (retry later), never 500.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from imgsearch.catalog import CatalogError
-from imgsearch.decode import DecodeError
-from imgsearch.vectors import EncoderMismatch, VectorStoreError
+from imgsearch.errors import ImgsearchError, Unavailable
 from imgsearch.weights import WeightsError
 
 log = logging.getLogger("imgsearch.http")
@@ -37,17 +36,6 @@ def error_response(status: int, detail: str, error: str | None = None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def decode_status(error: DecodeError) -> int:
-    reason = str(error)
-    if reason.startswith("empty"):
-        return 400
-    if reason.startswith("decompression bomb"):
-        return 413
-    if reason.startswith("not an image"):
-        return 415
-    return 422  # truncated or corrupt
-
-
 async def api_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -59,25 +47,16 @@ async def http_error(_: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
-async def decode_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DecodeError)
-    return error_response(decode_status(exc), str(exc))
-
-
-BACKENDS = {VectorStoreError: "Milvus", CatalogError: "the database", WeightsError: "the model"}
-
-
-async def backend_error(_: Request, exc: Exception) -> Response:
-    """503 naming the backend; its address and the driver's message stay in the log."""
-    log.warning("backend unavailable: %s", exc)
-    backend = next((name for kind, name in BACKENDS.items() if isinstance(exc, kind)), "a backend")
-    detail = f"{backend} is unavailable; retry later" if backend != "the model" else str(exc)
-    return error_response(503, detail, headers={"Retry-After": "5"})
-
-
-async def encoder_mismatch(_: Request, exc: Exception) -> Response:
-    """409: the collection was embedded by another encoder; the detail says how to proceed."""
-    return error_response(409, str(exc))
+async def imgsearch_error(_: Request, exc: Exception) -> Response:
+    """Any core error, by the status its kind carries; a backend's 503 names it and
+    keeps its address and the driver's message in the log."""
+    assert isinstance(exc, ImgsearchError)
+    if isinstance(exc, Unavailable):
+        log.warning("backend unavailable: %s", exc)
+        # The model's message says how to provision it; the others would leak addresses.
+        detail = str(exc) if isinstance(exc, WeightsError) else f"{exc.backend} is unavailable; retry later"
+        return error_response(exc.status, detail, headers={"Retry-After": "5"})
+    return error_response(exc.status, str(exc))
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -88,10 +67,6 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 HANDLERS = {
     ApiError: api_error,
     HTTPException: http_error,
-    DecodeError: decode_error,
-    EncoderMismatch: encoder_mismatch,
-    VectorStoreError: backend_error,
-    CatalogError: backend_error,
-    WeightsError: backend_error,
+    ImgsearchError: imgsearch_error,
     Exception: unexpected_error,
 }

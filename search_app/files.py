@@ -1,4 +1,4 @@
-"""Serving original images and thumbnails — only of indexed records.
+"""Serving original images (and, through `imgsearch.thumbnails`, thumbnails) — only of indexed records.
 
 The client never names a path: it names an id (or, on the seed's `/data`
 route, a path that must equal an indexed record's). The record's path was
@@ -8,21 +8,16 @@ symlink planted since, or the file gone — the answer is 404, not the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
-from PIL import Image, ImageOps
 
 from imgsearch.catalog import INDEXED, ImageRecord
-from imgsearch.decode import to_rgb
 from search_app.errors import ApiError
 
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp",
                ".webp": "image/webp", ".gif": "image/gif"}
-THUMBNAIL_SIZES = (16, 1024)
 SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300",
                 "Content-Security-Policy": "default-src 'none'"}
 
@@ -46,22 +41,3 @@ def servable_path(record: ImageRecord | None) -> Path:
 def media_type(path: Path) -> str:
     return MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
 
-
-def thumbnail(source: Path, record: ImageRecord, size: int, cache_dir: Path) -> Path:
-    """A JPEG at most `size` pixels on its longer side, cached on disk by content."""
-    key = hashlib.blake2b(f"{record.path}|{record.sha256}|{size}".encode(), digest_size=12).hexdigest()
-    target = cache_dir / record.collection / f"{record.id}-{size}-{key}.jpg"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(source) as image:
-        image.draft("RGB", (size, size))
-        small = to_rgb(ImageOps.exif_transpose(image))
-        small.thumbnail((size, size), Image.Resampling.LANCZOS)
-        # A name of this call's own: concurrent requests for one thumbnail (found
-        # by the load test) each write their own file; the last rename wins, all succeed.
-        handle, partial = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".jpg", dir=target.parent)
-        with os.fdopen(handle, "wb") as output:
-            small.save(output, "JPEG", quality=85)
-    os.replace(partial, target)
-    return target

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 import imgsearch
+from imgsearch.settings import TOP_K_MAX, TOP_K_MIN
 
 JSON = "application/json"
 
@@ -38,20 +39,21 @@ COLLECTION = query("collection", OPTIONAL_NAME, "default: DEFAULT_TABLE")
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": NAME_PATTERN}}
 SERVER_PATH = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]+$",
                "description": "a folder or image on the server, inside INDEX_ROOTS when that is set"}
-TOP_K = query("top_k", {"type": "integer", "minimum": 1, "maximum": 100}, "default: TOP_K")
+TOP_K_SCHEMA = {"type": "integer", "minimum": TOP_K_MIN, "maximum": TOP_K_MAX}
+TOP_K = query("top_k", TOP_K_SCHEMA, "default: TOP_K")
 LABEL = query("label", {"type": "string", "maxLength": 128}, "only images with this label")
 TABLE = query("table_name", OPTIONAL_NAME)
 SECURED = [{"bearer": []}, {"apiKey": []}]
 UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
     "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
-                   "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
+                   "top_k": TOP_K_SCHEMA,
                    "collection": OPTIONAL_NAME, "label": {"type": "string", "maxLength": 128}},
 }}}}
 SEED_UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
     "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
-                   "topk": {"type": "integer", "minimum": 1, "maximum": 100}},
+                   "topk": TOP_K_SCHEMA},
 }}}}
 IMAGE_ONLY = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],

@@ -45,10 +45,7 @@ def collection(values: Mapping[str, object], default: str, name: str = "collecti
 
 
 def collection_name(value: str) -> str:
-    try:
-        return check_collection_name(value)
-    except ValueError as error:
-        raise ApiError(422, str(error)) from None
+    return check_collection_name(value)  # InvalidName answers 422 by its kind
 
 
 def label(values: Mapping[str, object]) -> str | None:

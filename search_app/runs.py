@@ -7,15 +7,18 @@ the Prefect UI like any other. At most two runs execute at once; more wait.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgsearch.settings import Settings
 from search_app.errors import ApiError
+from tasks.naming import run_name
 from tasks.prefect_api import stop_temporary_apis, temporary_apis
+
+if TYPE_CHECKING:
+    from imgsearch.summary import IndexSummary
 
 MAX_PARALLEL_RUNS = 2
 STOP_SECONDS = 60  # at most this long for running chunks to finish when the server stops
@@ -74,7 +77,7 @@ class IndexRuns:
             add_listener(self._on_progress)
             self._listening = True
         parameters = {"path": path, "collection": collection}
-        name = f"index {os.path.basename(path.rstrip('/')) or '/'} into {collection}"
+        name = run_name("index", path, collection)
         with get_client(sync_client=True) as client:
             flow_run = client.create_flow_run(index_images, name=name, parameters=parameters)
         status = RunStatus(str(flow_run.id), path, collection)
@@ -100,10 +103,10 @@ class IndexRuns:
                 state = run_flow(index_images, flow_run=flow_run, parameters=parameters, return_type="state")
                 status.state = state.type.value
                 if state.is_completed():
-                    summary = state.result()
-                    status.summary = {k: v for k, v in summary.items() if k != "failures"}
-                    status.processed = status.total = int(summary["found"])
-                    status.failed = int(summary["failed"])
+                    summary: IndexSummary = state.result()
+                    status.summary = summary.figures()
+                    status.processed = status.total = summary.found
+                    status.failed = summary.failed
                 else:
                     status.error = state.message or state.name
             except BaseException as error:  # noqa: BLE001 - a background thread must record, not die

@@ -17,21 +17,23 @@ import hashlib
 import io
 import os
 
-import anyio.to_thread
+import anyio
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from imgsearch.collection import drop as drop_collection
 from imgsearch.decode import EXTENSIONS, decode_image
 from imgsearch.discover import canonical_path, discover
 from imgsearch.indexing import index_chunk
+from imgsearch.settings import TOP_K_MAX, TOP_K_MIN
 from search_app import params
 from search_app.api import encode_upload, index_path, json_body, read_upload, search_vector, services
 from search_app.auth import require_api_key
 from search_app.errors import ApiError
 from search_app.files import SAFE_HEADERS, media_type, servable_path
-from search_app.services import blocking
 
 
 LOAD_POLL_SECONDS = 0.2
@@ -49,7 +51,7 @@ async def load(request: Request) -> Response:
     path = index_path(svc, body.get("File"))
     collection = params.collection({"c": body.get("Table")}, svc.settings.default_table, name="c")
     wait = params.boolean(request.query_params, "wait", True)
-    status = await anyio.to_thread.run_sync(svc.runs.start, path, collection)
+    status = await run_in_threadpool(svc.runs.start, path, collection)
     location = {"Location": f"/api/index/{status.run_id}"}
     if not wait:
         return JSONResponse(f"Started loading data: run {status.run_id}; see /progress",
@@ -71,19 +73,19 @@ async def upload(request: Request) -> Response:
     if request.query_params.get("url"):
         raise ApiError(400, "uploads by URL are not fetched by this server; send the image itself")
     data, _ = await read_upload(request)
-    await anyio.to_thread.run_sync(decode_image, data)  # refuse non-images before storing anything
+    await run_in_threadpool(decode_image, data)  # refuse non-images before storing anything
     collection = table(request)
     target = svc.settings.data_dir / "uploads" / f"{hashlib.sha256(data).hexdigest()}{_extension(data)}"
-    await anyio.to_thread.run_sync(_write_once, target, data)
-    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
+    await run_in_threadpool(_write_once, target, data)
+    catalog, vectors = await run_in_threadpool(svc.catalog), await run_in_threadpool(svc.vectors)
     assert svc.encoder is not None
     images = discover(target).images
-    report = await anyio.to_thread.run_sync(
+    report = await run_in_threadpool(
         lambda: index_chunk(images, collection, catalog, vectors, svc.encoder)  # type: ignore[arg-type]
     )
     if report.failed:
         raise ApiError(422, report.failed[0][1])
-    record = await blocking(catalog.by_path, collection, canonical_path(target))
+    record = await run_in_threadpool(catalog.by_path, collection, canonical_path(target))
     return JSONResponse(f"Successfully loaded data: {record.id if record else ''}")
 
 
@@ -110,7 +112,7 @@ async def search(request: Request) -> Response:
     svc = services(request)
     data, fields = await read_upload(request)
     top_k = params.integer({"topk": fields.get("topk", request.query_params.get("topk"))},
-                           "topk", svc.settings.top_k, 1, 100)
+                           "topk", svc.settings.top_k, TOP_K_MIN, TOP_K_MAX)
     vector = await encode_upload(svc, data)
     assert svc.batcher is not None
     results = await search_vector(svc, vector, table(request), top_k, None, encoder=svc.batcher.encoder.name)
@@ -119,17 +121,16 @@ async def search(request: Request) -> Response:
 
 async def count(request: Request) -> Response:
     svc = services(request)
-    catalog = await blocking(svc.catalog)
-    return JSONResponse(await blocking(catalog.count, table(request)))
+    catalog = await run_in_threadpool(svc.catalog)
+    return JSONResponse(await run_in_threadpool(catalog.count, table(request)))
 
 
 async def drop(request: Request) -> Response:
     svc = services(request)
     require_api_key(request, svc.settings.api_key)
     collection = table(request)
-    catalog, vectors = await blocking(svc.catalog), await blocking(svc.vectors)
-    await blocking(vectors.drop, collection)
-    await blocking(catalog.drop, collection)
+    # The seed answered success for a table that did not exist; its clients rely on that.
+    await run_in_threadpool(drop_collection, await run_in_threadpool(svc.stores), collection, missing_ok=True)
     return JSONResponse("Successfully drop tables in Milvus and MySQL!")
 
 
@@ -145,9 +146,9 @@ async def data(request: Request) -> Response:
     raw = request.query_params.get("image_path", "")
     if not raw or "\x00" in raw:
         raise ApiError(404, "no indexed image at that path")
-    catalog = await blocking(services(request).catalog)
+    catalog = await run_in_threadpool(services(request).catalog)
     # The client's path only selects a record; what is served is the record's own path.
-    record = await blocking(catalog.find_indexed_path, canonical_path(raw))
+    record = await run_in_threadpool(catalog.find_indexed_path, canonical_path(raw))
     if record is None:
         raise ApiError(404, "no indexed image at that path")
     path = servable_path(record)

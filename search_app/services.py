@@ -7,19 +7,13 @@ down, answers 503 meanwhile, and recovers by itself when they return.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
-import anyio.to_thread
-
-from imgsearch.catalog import Catalog, get_catalog
+from imgsearch import collection
+from imgsearch.catalog import Catalog
 from imgsearch.models import AnyEncoder
 from imgsearch.settings import Settings
-from imgsearch.vectors import VectorStore, get_vector_store
+from imgsearch.vectors import VectorStore
 from search_app.batching import QueryBatcher
 from search_app.runs import IndexRuns
-
-T = TypeVar("T")
 
 
 class Services:
@@ -30,15 +24,11 @@ class Services:
         self.runs = IndexRuns(settings)
 
     def catalog(self) -> Catalog:
-        return get_catalog(self.settings.database_url)
+        return collection.catalog_of(self.settings)
 
     def vectors(self) -> VectorStore:
-        current = self.settings
-        return get_vector_store(
-        current.milvus_uri, current.milvus_token, current.vector_dimension, current.milvus_index
-    )
+        return collection.vectors_of(self.settings)
 
+    def stores(self) -> collection.Stores:
+        return collection.Stores.open(self.settings)
 
-async def blocking(function: Callable[..., T], *args: object) -> T:
-    """Run a blocking store call off the event loop."""
-    return await anyio.to_thread.run_sync(lambda: function(*args))

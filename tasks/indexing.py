@@ -13,8 +13,11 @@ from prefect.runtime import flow_run
 from imgsearch import indexing
 from imgsearch.catalog import PENDING
 from imgsearch.discover import Discovery, FoundImage, discover
+from imgsearch.errors import ImgsearchError
 from imgsearch.indexing import ChunkReport, Plan
+from imgsearch.summary import FAILURES_SHOWN, IndexSummary
 from tasks import stores
+from tasks.naming import artifact_key
 
 MILVUS_WRITE_TAG = "milvus-write"
 RETRY_DELAYS = [2.0, 10.0, 30.0]
@@ -23,7 +26,7 @@ _STOPPED_RUNS: set[str] = set()
 _STOPPED_LOCK = threading.Lock()
 
 
-class RunStopped(RuntimeError):
+class RunStopped(ImgsearchError, RuntimeError):
     """A chunk not started because its run was asked to stop; its images stay pending."""
 
 
@@ -132,20 +135,19 @@ def count_pending(collection: str) -> int:
 
 
 @task(name="publish-summary", cache_policy=NONE)
-def publish_summary(summary: dict[str, object], failures: list[tuple[str, str]]) -> None:
+def publish_summary(summary: IndexSummary) -> None:
     """The run's table artifact, and a markdown list of failed files with reasons."""
-    key = "index-summary-" + str(summary["collection"]).lower().replace("_", "-")
     create_table_artifact(
-        [{"metric": name, "value": value} for name, value in summary.items()],
-        key=key[:100], description=f"Indexing {summary['path']} into {summary['collection']}",
+        [{"metric": name, "value": value} for name, value in summary.figures().items()],
+        key=artifact_key("index-summary", summary.collection), description=f"Indexing {summary.path} into {summary.collection}",
     )
-    if failures:
+    if summary.failures:
         lines = ["| file | reason |", "| --- | --- |"] + [
-            f"| `{path}` | {reason.replace('|', '/')} |" for path, reason in failures[:1000]
+            f"| `{path}` | {reason.replace('|', '/')} |" for path, reason in summary.failures[:FAILURES_SHOWN]
         ]
-        if len(failures) > 1000:
-            lines.append(f"\n…and {len(failures) - 1000} more")
+        if summary.failed > FAILURES_SHOWN:
+            lines.append(f"\n…and {summary.failed - FAILURES_SHOWN} more")
         create_markdown_artifact(
-            "\n".join(lines), key=("index-failures-" + key[14:])[:100],
-            description=f"{len(failures)} files could not be indexed",
+            "\n".join(lines), key=artifact_key("index-failures", summary.collection),
+            description=f"{summary.failed} files could not be indexed",
         )

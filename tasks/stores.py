@@ -6,10 +6,11 @@ its own on first use, so the model is loaded once per worker, not per task.
 
 from __future__ import annotations
 
-from imgsearch.catalog import Catalog, get_catalog
+from imgsearch import collection
+from imgsearch.catalog import Catalog
 from imgsearch.models import AnyEncoder, get_encoder
 from imgsearch.settings import Settings, get_settings
-from imgsearch.vectors import VectorStore, get_vector_store
+from imgsearch.vectors import VectorStore
 from imgsearch.weights import find_weights
 
 
@@ -18,14 +19,15 @@ def settings() -> Settings:
 
 
 def catalog() -> Catalog:
-    return get_catalog(get_settings().database_url)
+    return collection.catalog_of(get_settings())
 
 
 def vector_store() -> VectorStore:
-    current = get_settings()
-    return get_vector_store(
-        current.milvus_uri, current.milvus_token, current.vector_dimension, current.milvus_index
-    )
+    return collection.vectors_of(get_settings())
+
+
+def both() -> collection.Stores:
+    return collection.Stores.open(get_settings())
 
 
 def encoder() -> AnyEncoder:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
+from imgsearch import collection as collection_core
 from imgsearch import sync
 from imgsearch.discover import discover
-from imgsearch.indexing import delete_images
 from imgsearch.sync import Divergence
 from tasks import stores
 from tasks.indexing import RETRY_DELAYS
@@ -16,9 +16,9 @@ from tasks.indexing import RETRY_DELAYS
 @task(name="remove-gone-files", cache_policy=NONE, retries=3, retry_delay_seconds=RETRY_DELAYS)
 def remove_gone_files(path: str, collection: str) -> int:
     """Delete from both stores the images under `path` whose files are gone."""
-    catalog, vectors = stores.catalog(), stores.vector_store()
-    gone = sync.gone_ids(discover(path), catalog, collection)
-    removed = delete_images(collection, gone, catalog, vectors)
+    both = stores.both()
+    gone = sync.gone_ids(discover(path), both.catalog, collection)
+    removed = collection_core.delete(both, collection, gone)
     get_run_logger().info("removed %d images whose files are gone from %s", removed, path)
     return removed
 

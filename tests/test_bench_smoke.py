@@ -42,6 +42,8 @@ def test_bench_smoke_yields_every_figure(tmp_path: Path) -> None:
     assert report["c_index"]["indexed"] == 24 and report["d_rerun"]["embedded"] == 1
     assert report["e_search"]["c8"]["requests"] == 16
     assert "c/b (target >= 1.5)" in result.stdout
+    # What decides int8's speed is recorded with the figures (a list, empty on plain AVX2).
+    assert isinstance(report["cpu_int8"], list) and "int8 dot product:" in result.stdout
 
 
 def test_eval_yields_ranking_and_near_duplicate_tables(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_index_search_count_delete_drop(run, tmp_path: Path, photos: list[Photo]
     assert json.loads(run("count", "--json").stdout)["indexed"] == 39
 
     refused = run("drop")
-    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert refused.returncode == 2 and "--yes" in refused.stderr  # a usage mistake, as argparse exits
     assert run("drop", "--yes").returncode == 0
     assert json.loads(run("count", "--json").stdout)["indexed"] == 0
 

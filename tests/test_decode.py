@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearch.decode import DecodeError, decode_image
+from imgsearch.decode import CorruptImage, DecodeError, EmptyImage, ImageTooLarge, NotAnImage, decode_image
 
 
 def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -75,21 +75,21 @@ def test_palette_with_transparency() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "reason"),
+    ("data", "reason", "kind"),
     [
-        (b"", "empty file"),
-        (b"hello, I am text pretending to be a photo", "not an image"),
-        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not an image"),
+        (b"", "empty file", EmptyImage),
+        (b"hello, I am text pretending to be a photo", "not an image", NotAnImage),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not an image", NotAnImage),
     ],
 )
-def test_unusable_bytes(data: bytes, reason: str) -> None:
-    with pytest.raises(DecodeError, match=reason):
+def test_unusable_bytes(data: bytes, reason: str, kind: type[DecodeError]) -> None:
+    with pytest.raises(kind, match=reason):
         decode_image(data)
 
 
 def test_truncated_jpeg() -> None:
     data = encoded(half_red_half_blue((800, 600)), "JPEG", quality=95)
-    with pytest.raises(DecodeError, match="truncated|corrupt"):
+    with pytest.raises(CorruptImage, match="truncated|corrupt"):
         decode_image(data[: len(data) // 3])
 
 
@@ -103,11 +103,11 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 def test_decompression_bomb_is_refused_before_decoding() -> None:
-    with pytest.raises(DecodeError, match="decompression bomb"):
+    with pytest.raises(ImageTooLarge, match="decompression bomb"):
         decode_image(png_header_only(30000, 30000))
 
 
 def test_bomb_limit_is_pillows_own(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
-    with pytest.raises(DecodeError, match="exceeds the limit of 10000"):
+    with pytest.raises(ImageTooLarge, match="exceeds the limit of 10000"):
         decode_image(encoded(half_red_half_blue((200, 100)), "PNG"))

@@ -46,19 +46,19 @@ def test_index_twice_then_change_one_file(backend: str, tmp_path: Path, photos: 
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
 
     first = index_images(path=str(tmp_path / "photos"), chunk_size=8)
-    assert (first["found"], first["indexed"], first["failed"]) == (31, 30, 1)
-    assert first["failures"][0]["path"].endswith("broken.jpg")
+    assert (first.found, first.indexed, first.failed) == (31, 30, 1)
+    assert first.failures[0][0].endswith("broken.jpg")
     catalog_ids, milvus_ids = ids_of_both_stores(collection)
     assert len(milvus_ids) == len(set(milvus_ids)) == 30 and catalog_ids == milvus_ids
 
     second = index_images(path=str(tmp_path / "photos"), chunk_size=8)
-    assert (second["indexed"], second["skipped"]) == (0, 30)
+    assert (second.indexed, second.skipped) == (0, 30)
     assert ids_of_both_stores(collection) == (catalog_ids, milvus_ids)
 
     write_folder(tmp_path / "other", photos[5:], 1)
     os.replace(next((tmp_path / "other").rglob("*.jpg")), paths[7])
     third = index_images(path=str(tmp_path / "photos"), chunk_size=8)
-    assert (third["embedded"], third["skipped"]) == (1, 29)
+    assert (third.embedded, third.skipped) == (1, 29)
     assert ids_of_both_stores(collection) == (catalog_ids, milvus_ids)
 
 
@@ -67,7 +67,7 @@ def test_voc_tree_labels_reach_both_stores(env: Path, tmp_path: Path, photos: li
 
     make_voc_sample(tmp_path, 12, get_settings().cache_dir, [f"class{i}" for i in range(1000)])
     summary = index_images(path=str(tmp_path), collection="voc", chunk_size=5)
-    assert summary["indexed"] == 12
+    assert summary.indexed == 12
     record = stores.catalog().by_path("voc", str(tmp_path / "VOCdevkit/VOC2012/JPEGImages/2012_000001.jpg"))
     assert record is not None and record.labels == [f"class{photos[0].class_id}"]
     vector = stores.vector_store().vectors("voc", [record.id])[record.id]
@@ -94,7 +94,7 @@ def test_a_chunk_that_fails_once_is_retried(
 
     monkeypatch.setattr(indexing, "index_chunk", flaky)
     summary = index_images(path=str(tmp_path / "p"), chunk_size=3, retry_delay_seconds=0.05)
-    assert summary["indexed"] == 9 and len(calls) == 4
+    assert summary.indexed == 9 and len(calls) == 4
     assert stores.vector_store().count(get_settings().default_table) == 9
 
 

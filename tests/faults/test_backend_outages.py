@@ -102,7 +102,7 @@ def test_a_backend_restarted_mid_run_is_ridden_out(
     assert outage.error is None, outage.error
     assert 0 < outage.indexed_at_stop < PHOTOS, "the outage fell inside the run"
     summary = state.result()
-    assert summary["indexed"] == PHOTOS and summary["failed_chunks"] == 0
+    assert summary.indexed == PHOTOS and not summary.broken_chunks
     assert retried_chunks(state.state_details.flow_run_id) >= 1
     forget_vector_stores()
     assert_consistent(stack.mariadb.url, stack.milvus.uri, COLLECTION, files)
@@ -134,6 +134,6 @@ def test_a_lasting_outage_fails_the_run_naming_the_backend_then_the_next_run_fin
         assert f"{pending} images are pending in the catalog" in message
 
     summary = index_images(path=str(tmp_path / "photos"), chunk_size=CHUNK)
-    assert summary["failed_chunks"] == 0 and summary["indexed"] + summary["skipped"] == PHOTOS
+    assert not summary.broken_chunks and summary.indexed + summary.skipped == PHOTOS
     forget_vector_stores()
     assert_consistent(stack.mariadb.url, stack.milvus.uri, COLLECTION, files)

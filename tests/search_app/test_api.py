@@ -79,7 +79,7 @@ def test_more_like_this_and_records(site: Site) -> None:
         assert original.headers["x-content-type-options"] == "nosniff"
         thumb = client.get(f"/api/images/{target}/thumbnail", params={**Q, "size": 100})
         assert thumb.headers["content-type"] == "image/jpeg"
-        assert max(Image.open(io.BytesIO(thumb.content)).size) == 100
+        assert max(Image.open(io.BytesIO(thumb.content)).size) == 128  # the next size the cache keeps
         again = client.get(f"/api/images/{target}/thumbnail", params={**Q, "size": 100})
         assert again.content == thumb.content
         assert_error(client.get(f"/api/images/{target}/thumbnail", params={**Q, "size": 5000}), 422)
@@ -100,13 +100,18 @@ def test_delete_an_image_and_drop_a_collection(site: Site, photos: list, tmp_pat
     folder = tmp_path / "doomed"
     paths = write_folder(folder, photos, 4, seed=99)
     site.index(folder, "doomed")
-    victim = image_id(str(paths[0]))
+    victim, survivor = image_id(str(paths[0])), image_id(str(paths[1]))
+    thumbnails = site.settings.thumbnail_dir / "doomed"
     with site.client() as client:
+        for image in (victim, survivor):
+            assert client.get(f"/api/images/{image}/thumbnail", params={"collection": "doomed"}).status_code == 200
         assert client.delete(f"/api/images/{victim}", params={"collection": "doomed"}).json() == {
             "deleted": victim, "collection": "doomed"}
+        assert [p.name.split("-")[0] for p in thumbnails.iterdir()] == [str(survivor)], "its thumbnail went too"
         assert client.get("/api/collections/doomed").json()["count"] == 3
         assert_error(client.get(f"/api/images/{victim}", params={"collection": "doomed"}), 404)
         assert client.delete("/api/collections/doomed").json() == {"dropped": "doomed"}
+        assert not thumbnails.exists()
         assert_error(client.get("/api/collections/doomed"), 404)
         assert_error(client.delete("/api/collections/doomed"), 404)
 

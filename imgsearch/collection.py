@@ -1,0 +1,86 @@
+"""A collection across both stores: the one place that opens them from the settings,
+counts a collection, deletes images from it and drops it (their thumbnails with them).
+The CLI, the flows' tasks, the JSON API and the seed's routes all call these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgsearch.catalog import FAILED, INDEXED, PENDING, Catalog, get_catalog
+from imgsearch.errors import NotFound
+from imgsearch.indexing import delete_images
+from imgsearch.settings import Settings
+from imgsearch.thumbnails import ThumbnailCache
+from imgsearch.vectors import VectorStore, get_vector_store
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The catalog (records) and the vector store of one deployment, opened from its settings."""
+
+    catalog: Catalog
+    vectors: VectorStore
+    thumbnails: ThumbnailCache
+
+    @classmethod
+    def open(cls, settings: Settings) -> Stores:
+        """Both stores, each shared by the process for the same address (built once, reopened
+        after a failure by the store itself), and the thumbnail cache made from them."""
+        return cls(catalog_of(settings), vectors_of(settings), thumbnails_of(settings))
+
+
+def thumbnails_of(settings: Settings) -> ThumbnailCache:
+    return ThumbnailCache(settings.thumbnail_dir, int(settings.thumbnail_cache_mb * 1024 * 1024))
+
+
+def catalog_of(settings: Settings) -> Catalog:
+    return get_catalog(settings.database_url)
+
+
+def vectors_of(settings: Settings) -> VectorStore:
+    return get_vector_store(
+        settings.milvus_uri, settings.milvus_token, settings.vector_dimension, settings.milvus_index
+    )
+
+
+@dataclass(frozen=True)
+class CollectionCounts:
+    name: str
+    indexed: int
+    vectors: int
+    failed: int
+    pending: int
+
+
+def counts(stores: Stores, name: str) -> CollectionCounts:
+    """Records by status and vectors; all zero for a collection that does not exist."""
+    return CollectionCounts(
+        name=name,
+        indexed=stores.catalog.count(name, INDEXED),
+        vectors=stores.vectors.count(name),
+        failed=stores.catalog.count(name, FAILED),
+        pending=stores.catalog.count(name, PENDING),
+    )
+
+
+def exists(stores: Stores, name: str) -> bool:
+    """A collection exists while either store holds anything of it."""
+    return stores.vectors.has_collection(name) or stores.catalog.count(name, None) > 0
+
+
+def drop(stores: Stores, name: str, *, missing_ok: bool = False) -> None:
+    """Drop a collection from both stores: vectors first, so that a failure between the
+    two leaves records that `index` or `reconcile` can repair, never orphan vectors.
+    Raises NotFound for a collection neither store holds, unless `missing_ok`."""
+    if not missing_ok and not exists(stores, name):
+        raise NotFound(f"no collection named {name!r}")
+    stores.vectors.drop(name)
+    stores.catalog.drop(name)
+    stores.thumbnails.purge_collection(name)
+
+
+def delete(stores: Stores, name: str, image_ids: list[int]) -> int:
+    """Delete images from both stores (crash-safe, see `delete_images`) and their thumbnails."""
+    removed = delete_images(name, image_ids, stores.catalog, stores.vectors)
+    stores.thumbnails.purge_images(name, image_ids)
+    return removed

@@ -1,0 +1,15 @@
+"""Names Prefect shows: flow runs ("index photos into voc") and artifact keys, which
+Prefect allows only in lowercase letters, digits and dashes, at most 100 characters."""
+
+from __future__ import annotations
+
+import os
+
+
+def run_name(verb: str, path: str, collection: str) -> str:
+    return f"{verb} {os.path.basename(str(path).rstrip('/')) or '/'} into {collection}"
+
+
+def artifact_key(kind: str, collection: str) -> str:
+    """`index-summary`, `index-failures`, `sync-summary` ... of one collection."""
+    return f"{kind}-{collection.lower().replace('_', '-')}"[:100]
