@@ -69,7 +69,7 @@ def run_index(path: str, collection: str, chunk_size: int | None, show_progress:
               runner: str = "threads") -> IndexSummary:
     from flows.index import index_images
     from flows.runners import with_runner
-    from tasks.progress import ProgressEvent, add_listener, remove_listener
+    from tasks.progress import ProgressEvent, reporting_to
 
     index_images = with_runner(index_images, runner)  # type: ignore[arg-type]
     _preflight(path)
@@ -83,14 +83,11 @@ def run_index(path: str, collection: str, chunk_size: int | None, show_progress:
     ) as bar:
         task_id = bar.add_task("index", total=None, failed=0)
 
-        def listener(event: ProgressEvent) -> None:
+        def show(event: ProgressEvent) -> None:
             bar.update(task_id, total=event.total, completed=event.processed, failed=event.failed)
 
-        add_listener(listener)
-        try:
+        with reporting_to(show):
             return index_images(path=path, collection=collection, chunk_size=chunk_size)
-        finally:
-            remove_listener(listener)
 
 
 def index(arguments: argparse.Namespace) -> int:

@@ -49,7 +49,6 @@ class IndexRuns:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_PARALLEL_RUNS)
         self._threads: list[threading.Thread] = []
-        self._listening = False
         # Prefect API servers that already ran in this process are not this app's to stop.
         self._servers_before = set(temporary_apis())
         # Prefect marks its ephemeral API "running" before it answers, and a second
@@ -60,22 +59,18 @@ class IndexRuns:
     def start(self, path: str, collection: str) -> RunStatus:
         """Create the Prefect flow run and start executing it in the background."""
         from flows.index import index_images
-        from tasks.progress import add_listener
 
         try:
             self._ensure_api()
-            return self._start(index_images, add_listener, path, collection)
+            return self._start(index_images, path, collection)
         except ApiError:
             raise
         except Exception as error:  # noqa: BLE001 - the Prefect API is a backend: 503, not 500
             raise ApiError(503, f"the Prefect API could not create the run: {error}") from None
 
-    def _start(self, index_images: Any, add_listener: Any, path: str, collection: str) -> RunStatus:
+    def _start(self, index_images: Any, path: str, collection: str) -> RunStatus:
         from prefect.client.orchestration import get_client
 
-        if not self._listening:
-            add_listener(self._on_progress)
-            self._listening = True
         parameters = {"path": path, "collection": collection}
         name = run_name("index", path, collection)
         with get_client(sync_client=True) as client:
@@ -96,11 +91,14 @@ class IndexRuns:
         from prefect.flow_engine import run_flow
 
         from flows.index import index_images
+        from tasks.progress import reporting_to
 
         with self._slots:
             status.state = "RUNNING"
             try:
-                state = run_flow(index_images, flow_run=flow_run, parameters=parameters, return_type="state")
+                with reporting_to(self._on_progress):
+                    state = run_flow(index_images, flow_run=flow_run, parameters=parameters,
+                                     return_type="state")
                 status.state = state.type.value
                 if state.is_completed():
                     summary: IndexSummary = state.result()

@@ -1,14 +1,16 @@
-"""Progress of an index run: a Prefect progress artifact, plus in-process listeners.
+"""Progress of an index run: a Prefect progress artifact, and the caller's subscriber.
 
 The flow calls `Progress.advance` as chunk tasks finish. The artifact is what
-the Prefect UI and `GET /api/index/{run_id}` show; listeners let the CLI draw
-a progress bar in the process that runs the flow.
+the Prefect UI shows. Whoever runs the flow in this process (the CLI's progress
+bar, the web app's run list) passes its subscriber in with `reporting_to`, around
+the call: a context variable, so it reaches only the flow run it wraps.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -24,27 +26,18 @@ class ProgressEvent:
     failed: int
 
 
-Listener = Callable[[ProgressEvent], None]
-_listeners: list[Listener] = []
-_lock = threading.Lock()
+Subscriber = Callable[[ProgressEvent], None]
+_subscriber: ContextVar[Subscriber | None] = ContextVar("imgsearch_progress_subscriber", default=None)
 
 
-def add_listener(listener: Listener) -> None:
-    with _lock:
-        _listeners.append(listener)
-
-
-def remove_listener(listener: Listener) -> None:
-    with _lock:
-        if listener in _listeners:
-            _listeners.remove(listener)
-
-
-def _notify(event: ProgressEvent) -> None:
-    with _lock:
-        listeners = list(_listeners)
-    for listener in listeners:
-        listener(event)
+@contextmanager
+def reporting_to(subscriber: Subscriber) -> Iterator[None]:
+    """Send the progress of the flow runs started inside this block to `subscriber`."""
+    token = _subscriber.set(subscriber)
+    try:
+        yield
+    finally:
+        _subscriber.reset(token)
 
 
 def artifact_key(collection: str) -> str:
@@ -56,17 +49,22 @@ class Progress:
     def __init__(self, collection: str, total: int, done: int = 0) -> None:
         self.total, self.processed, self.failed = total, done, 0
         self.run_id = str(flow_run.id or "")
+        self._subscriber = _subscriber.get()  # read in the flow's own context, once
         self._artifact: UUID = create_progress_artifact(
             progress=self._percent(), key=artifact_key(collection),
             description=self._description(),
         )
-        _notify(ProgressEvent(self.run_id, self.processed, self.total, self.failed))
+        self._notify()
 
     def advance(self, images: int, failed: int = 0) -> None:
         self.processed += images
         self.failed += failed
         update_progress_artifact(self._artifact, self._percent(), self._description())
-        _notify(ProgressEvent(self.run_id, self.processed, self.total, self.failed))
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber(ProgressEvent(self.run_id, self.processed, self.total, self.failed))
 
     def _percent(self) -> float:
         return 100.0 if self.total == 0 else round(100.0 * self.processed / self.total, 2)

@@ -123,9 +123,18 @@ def test_run_publishes_progress_and_summary_artifacts(
 
     from flows.index import index_images
 
+    from tasks.progress import ProgressEvent, reporting_to
+
     write_folder(tmp_path / "p", photos, 4)
     (tmp_path / "p" / "bad.png").write_text("nope")
-    index_images(path=str(tmp_path / "p"), collection="art_test", chunk_size=2)
+    events: list[ProgressEvent] = []
+    with reporting_to(events.append):
+        index_images(path=str(tmp_path / "p"), collection="art_test", chunk_size=2)
+    # The subscriber passed in saw every chunk land, in order, and only this run.
+    assert [e.processed for e in events] == sorted(e.processed for e in events) and events[-1].processed == 5
+    assert events[-1].failed == 1 and len({e.run_id for e in events}) == 1
+    index_images(path=str(tmp_path / "p"), collection="art_test", chunk_size=2)  # outside the block
+    assert len({e.run_id for e in events}) == 1, "a run started outside the block reports nothing to it"
 
     async def latest(key: str) -> object:
         async with get_client() as client:
