@@ -234,7 +234,7 @@ def evaluate(arguments: argparse.Namespace) -> int:
     from imgsearch.encoder import PRECISIONS
     from imgsearch.evaluation import FeatureMaps, render
     from imgsearch.evaluation import evaluate as measure
-    from imgsearch.models import get_encoder
+    from imgsearch import resources
     from imgsearch.weights import find_weights
 
     current = settings()
@@ -245,7 +245,7 @@ def evaluate(arguments: argparse.Namespace) -> int:
         images = sorted(random.Random(0).sample(images, arguments.limit), key=lambda image: image.path)
     weights = find_weights(current.cache_dir, current.weights)
     maps = FeatureMaps(weights, current.batch_size)
-    encoders = {precision: get_encoder(weights, current.pooling, current.batch_size, precision).embed  # type: ignore[arg-type]
+    encoders = {precision: resources.encoder(weights, current.pooling, current.batch_size, precision).embed  # type: ignore[arg-type]
                 for precision in PRECISIONS}  # fp32 first: the others are compared with it
     result = measure(images, maps, queries=arguments.queries, encoders=encoders)
     print(f"{result.images} images, {len({l for i in images for l in i.labels})} labels\n")

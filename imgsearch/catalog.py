@@ -353,22 +353,3 @@ def describe(url: str) -> str:
     if backend == "sqlite":
         return f"sqlite at {parsed.database or ':memory:'}"
     return f"{backend} at {parsed.host or 'localhost'}:{parsed.port or ''}/{parsed.database or ''}"
-
-
-_CATALOGS: dict[str, Catalog] = {}
-_CATALOGS_LOCK = threading.Lock()
-
-
-def get_catalog(url: str) -> Catalog:
-    """One engine (and connection pool) per URL per process."""
-    with _CATALOGS_LOCK:
-        if url not in _CATALOGS:
-            _CATALOGS[url] = Catalog(url)
-        return _CATALOGS[url]
-
-
-def forget_catalogs() -> None:
-    with _CATALOGS_LOCK:
-        for catalog in _CATALOGS.values():
-            catalog.close()
-        _CATALOGS.clear()

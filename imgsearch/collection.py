@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgsearch.catalog import FAILED, INDEXED, PENDING, Catalog, get_catalog
+from imgsearch import resources
+from imgsearch.catalog import FAILED, INDEXED, PENDING, Catalog
 from imgsearch.errors import NotFound
 from imgsearch.indexing import delete_images
 from imgsearch.settings import Settings
 from imgsearch.thumbnails import ThumbnailCache
-from imgsearch.vectors import VectorStore, get_vector_store
+from imgsearch.vectors import VectorStore
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,11 @@ def thumbnails_of(settings: Settings) -> ThumbnailCache:
 
 
 def catalog_of(settings: Settings) -> Catalog:
-    return get_catalog(settings.database_url)
+    return resources.catalog(settings.database_url)
 
 
 def vectors_of(settings: Settings) -> VectorStore:
-    return get_vector_store(
+    return resources.vector_store(
         settings.milvus_uri, settings.milvus_token, settings.vector_dimension, settings.milvus_index
     )
 

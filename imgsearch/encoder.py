@@ -31,9 +31,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-BUILDS = 0  # models built in this process (reported per chunk, to show one per worker)
-
-
 def encoder_name(pooling: str, precision: str) -> str:
     """What a collection records of the encoder that made its vectors."""
     return f"resnet50/{pooling}/{precision}"
@@ -96,8 +93,6 @@ class Encoder:
 
         self._forward = forward
         self._lock = PassLock()
-        global BUILDS
-        BUILDS += 1
         # Trace the graph now (shape-generic), not inside the first real batch.
         forward(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8))
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from imgsearch import failpoints
+from imgsearch import failpoints, resources
 from imgsearch.catalog import DELETING, FAILED, INDEXED, PENDING, Catalog
 from imgsearch.decode import DecodedImage, DecodeError, decode_image
 from imgsearch.discover import Discovery, FoundImage
@@ -212,9 +212,7 @@ def index_chunk(
     report.indexed, report.reused, report.unchanged = len(embedded), len(reuse), len(unchanged)
     report.failed = [(item.image.path, reason) for item, reason in failed]
     report.seconds = clock() - started
-    from imgsearch import encoder as encoder_module
-
-    report.pid, report.model_builds = os.getpid(), encoder_module.BUILDS
+    report.pid, report.model_builds = os.getpid(), resources.model_builds()
     return report
 
 

@@ -247,9 +247,6 @@ class LiteRTEncoder:
         self._batched = sized_interpreter(self.model_path, BATCH, threads)
         self._single = sized_interpreter(self.model_path, 1, threads)
         self._lock = PassLock()
-        import imgsearch.encoder as keras_encoder
-
-        keras_encoder.BUILDS += 1  # the one count of models built in this process, whatever runs them
 
     def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
         """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors."""

@@ -1,11 +1,10 @@
-"""The process' encoder for the settings, built once: ResNet50 on Keras
-(`encoder.py`) for fp32 and bf16, quantised on LiteRT (`litert.py`) for dynamic
-and int8. Both have the same `name`, `batch_size` and `embed`.
+"""Which ResNet50 runs a precision: Keras (`encoder.py`) for fp32 and bf16, quantised
+on LiteRT (`litert.py`) for dynamic and int8. Both have the same `name`,
+`batch_size` and `embed`. A process keeps the one it built: `resources.encoder`.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from imgsearch.encoder import Encoder, Pooling, Precision
@@ -13,19 +12,9 @@ from imgsearch.litert import PRECISIONS as LITERT_PRECISIONS
 from imgsearch.litert import LiteRTEncoder
 
 AnyEncoder = Encoder | LiteRTEncoder
-_ENCODERS: dict[tuple[str, str, int, str], AnyEncoder] = {}
-_ENCODERS_LOCK = threading.Lock()
 
 
-def get_encoder(
-    weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
-) -> AnyEncoder:
-    """The process' encoder for these weights, pooling and precision, built on first use."""
-    key = (str(weights), pooling, batch_size, precision)
-    with _ENCODERS_LOCK:
-        if key not in _ENCODERS:
-            if precision in LITERT_PRECISIONS:
-                _ENCODERS[key] = LiteRTEncoder(weights, pooling, precision)
-            else:
-                _ENCODERS[key] = Encoder(weights, pooling, batch_size, precision)
-        return _ENCODERS[key]
+def build_encoder(weights: Path, pooling: Pooling, batch_size: int, precision: Precision) -> AnyEncoder:
+    if precision in LITERT_PRECISIONS:
+        return LiteRTEncoder(weights, pooling, precision)
+    return Encoder(weights, pooling, batch_size, precision)

@@ -344,26 +344,3 @@ class _errors:
 def _reason(error: BaseException) -> str:
     message = getattr(error, "message", None) or str(error) or type(error).__name__
     return " ".join(str(message).split())[:300]
-
-
-_STORES: dict[str, VectorStore] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def get_vector_store(uri: str, token: str = "", dimension: int = 2048, index_type: str = "") -> VectorStore:
-    """One client per URI per process: Milvus Lite lets one process open a .db at a time."""
-    with _STORES_LOCK:
-        if uri not in _STORES:
-            _STORES[uri] = VectorStore(uri, token, dimension, index_type)
-        return _STORES[uri]
-
-
-def forget_vector_stores() -> None:
-    """Close every cached client (tests, and after a backend restart)."""
-    with _STORES_LOCK:
-        for store in _STORES.values():
-            try:
-                store.close()
-            except Exception:  # noqa: BLE001 - closing a dead client must not fail
-                pass
-        _STORES.clear()

@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from imgsearch.models import get_encoder
+from imgsearch import resources
 from imgsearch.settings import Settings, get_settings
 from imgsearch.weights import find_weights
 from search_app import api, openapi, seed
@@ -38,7 +38,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     current = services.settings
     weights = find_weights(current.cache_dir, current.weights)
     services.encoder = await run_in_threadpool(
-        get_encoder, weights, current.pooling, current.batch_size, current.precision
+        resources.encoder, weights, current.pooling, current.batch_size, current.precision
     )
     from prefect.settings import PREFECT_API_URL
 

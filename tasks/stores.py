@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from imgsearch import collection
 from imgsearch.catalog import Catalog
-from imgsearch.models import AnyEncoder, get_encoder
+from imgsearch import resources
+from imgsearch.models import AnyEncoder
 from imgsearch.settings import Settings, get_settings
 from imgsearch.vectors import VectorStore
 from imgsearch.weights import find_weights
@@ -33,4 +34,4 @@ def both() -> collection.Stores:
 def encoder() -> AnyEncoder:
     current = get_settings()
     weights = find_weights(current.cache_dir, current.weights)
-    return get_encoder(weights, current.pooling, current.batch_size, current.precision)
+    return resources.encoder(weights, current.pooling, current.batch_size, current.precision)

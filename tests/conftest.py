@@ -15,10 +15,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as imgsearch/__init__.py, 
 import pytest
 from PIL import Image
 
-from imgsearch.catalog import forget_catalogs
+from imgsearch.resources import release_stores
 from imgsearch.samples import Photo, augment, sample_photos
 from imgsearch.settings import get_settings
-from imgsearch.vectors import forget_vector_stores
 from imgsearch.weights import provision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +66,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield data
-    forget_vector_stores()
-    forget_catalogs()
+    release_stores()
     get_settings.cache_clear()
 
 
@@ -103,7 +101,7 @@ def mysql_server_url() -> Iterator[str]:
     try:
         yield f"{base}/{name}?charset=utf8mb4"
     finally:
-        forget_catalogs()
+        release_stores()
         with admin.begin() as connection:
             connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
@@ -123,7 +121,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM images"))
     engine.dispose()
-    forget_catalogs()
+    release_stores()
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +140,7 @@ def milvus_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     try:
         yield f"http://127.0.0.1:{server.listen_port}"
     finally:
-        forget_vector_stores()
+        release_stores()
         server.stop()
 
 

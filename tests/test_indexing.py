@@ -11,7 +11,7 @@ from PIL import Image
 from imgsearch.catalog import FAILED, INDEXED, PENDING, Catalog
 from imgsearch.discover import discover
 from imgsearch.encoder import Encoder
-from imgsearch.models import get_encoder
+from imgsearch.resources import encoder as get_encoder
 from imgsearch.indexing import delete_images, index_chunk, plan_index
 from imgsearch.samples import Photo
 from imgsearch.searching import encode_query, nearest

@@ -13,7 +13,7 @@ import pytest
 
 from imgsearch import litert
 from imgsearch.decode import decode_image
-from imgsearch.models import get_encoder
+from imgsearch.resources import encoder as get_encoder
 from imgsearch.samples import Photo, augment
 
 pytestmark = pytest.mark.usefixtures("weights")

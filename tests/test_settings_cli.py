@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from imgsearch.vectors import VectorStore, forget_vector_stores
+from imgsearch.resources import release_stores
+from imgsearch.vectors import VectorStore
 from tests.backends import MilvusLiteServer
 from tests.test_cli import assert_one_line_error
 
@@ -57,7 +58,7 @@ def fill(uri: str, vectors: int) -> None:
     store.upsert(PROBE, list(range(1, vectors + 1)), values / np.linalg.norm(values, axis=1, keepdims=True),
                  [["probe"]] * vectors, ["probe"] * vectors)
     store.close()
-    forget_vector_stores()
+    release_stores()
 
 
 def counted(result: subprocess.CompletedProcess[str]) -> dict[str, object]:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from imgsearch.catalog import INDEXED, PENDING, Catalog, forget_catalogs
+from imgsearch.resources import release_stores
+from imgsearch.catalog import INDEXED, PENDING, Catalog
 from imgsearch.samples import Photo
 from imgsearch.settings import get_settings
-from imgsearch.vectors import forget_vector_stores
 from tests.backends import MilvusLiteServer, PrivateMariaDB, ServerProcess
 from tests.conftest import write_folder
 from tests.faults.conftest import assert_consistent
@@ -44,8 +44,7 @@ def stack(
     monkeypatch.setenv("DEFAULT_TABLE", COLLECTION)
     get_settings.cache_clear()
     yield Stack(milvus_server, mariadb)
-    forget_vector_stores()
-    forget_catalogs()
+    release_stores()
     get_settings.cache_clear()
 
 
@@ -104,7 +103,7 @@ def test_a_backend_restarted_mid_run_is_ridden_out(
     summary = state.result()
     assert summary.indexed == PHOTOS and not summary.broken_chunks
     assert retried_chunks(state.state_details.flow_run_id) >= 1
-    forget_vector_stores()
+    release_stores()
     assert_consistent(stack.mariadb.url, stack.milvus.uri, COLLECTION, files)
 
 
@@ -135,5 +134,5 @@ def test_a_lasting_outage_fails_the_run_naming_the_backend_then_the_next_run_fin
 
     summary = index_images(path=str(tmp_path / "photos"), chunk_size=CHUNK)
     assert not summary.broken_chunks and summary.indexed + summary.skipped == PHOTOS
-    forget_vector_stores()
+    release_stores()
     assert_consistent(stack.mariadb.url, stack.milvus.uri, COLLECTION, files)

@@ -11,13 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from imgsearch.catalog import Catalog, forget_catalogs
+from imgsearch.resources import release_stores
+from imgsearch.catalog import Catalog
 from imgsearch.discover import discover
-from imgsearch.models import get_encoder
+from imgsearch.resources import encoder as get_encoder
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import Photo
 from imgsearch.settings import get_settings, load_settings
-from imgsearch.vectors import VectorStore, forget_vector_stores
+from imgsearch.vectors import VectorStore
 from search_app.app import create_app
 from tests.backends import MilvusLiteServer, PrivateMariaDB
 from tests.conftest import write_folder
@@ -52,8 +53,7 @@ def service(
     vectors.close()
     with live_server(create_app(settings)) as url:
         yield Service(url, milvus_server, mariadb, paths[0].read_bytes(), first.id)
-    forget_vector_stores()
-    forget_catalogs()
+    release_stores()
     get_settings.cache_clear()
 
 

@@ -14,13 +14,14 @@ import httpx
 import pytest
 import uvicorn
 
-from imgsearch.catalog import Catalog, forget_catalogs
+from imgsearch.resources import release_stores
+from imgsearch.catalog import Catalog
 from imgsearch.discover import discover
-from imgsearch.models import get_encoder
+from imgsearch.resources import encoder as get_encoder
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import Photo
 from imgsearch.settings import Settings, get_settings, load_settings
-from imgsearch.vectors import VectorStore, forget_vector_stores
+from imgsearch.vectors import VectorStore
 from search_app.app import create_app
 from tests.conftest import write_folder
 
@@ -82,17 +83,15 @@ def site(
         get_settings.cache_clear()
         settings = get_settings()
         paths = write_folder(root / "photos", photos, PHOTOS, seed=7)
-        catalog = Catalog(settings.database_url)
-        vectors = VectorStore(settings.milvus_uri)
-        from imgsearch import vectors as vectors_module
+        from imgsearch import resources
 
-        vectors_module._STORES[settings.milvus_uri] = vectors  # the app shares this client
+        catalog = resources.catalog(settings.database_url)
+        vectors = resources.vector_store(settings.milvus_uri)  # the app shares this client
         site = Site("", settings, sorted(paths), root, catalog, vectors,
                     lambda **changes: create_app(load_settings(**changes)))
         site.index(root / "photos", COLLECTION)
         with live_server(create_app(settings)) as url:
             site.url = url
             yield site
-        forget_vector_stores()
-        forget_catalogs()
+        release_stores()
         get_settings.cache_clear()

@@ -17,11 +17,10 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from imgsearch.catalog import Catalog
 from imgsearch.discover import discover
-from imgsearch.models import get_encoder
+from imgsearch.resources import encoder as get_encoder
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import Photo
 from imgsearch.settings import load_settings
-from imgsearch.vectors import VectorStore
 from search_app.app import create_app
 from search_app.openapi import document
 from tests.conftest import write_folder
@@ -40,9 +39,9 @@ def fuzz_url(tmp_path_factory: pytest.TempPathFactory, photos: list[Photo], weig
     write_folder(root / "photos", photos, 6, seed=51)
     config = load_settings(data_dir=root / "data", index_roots_raw=str(root / "photos"),
                            max_upload_mb=2, default_table="fuzz", api_key=KEY)
-    from imgsearch import vectors as vectors_module
+    from imgsearch import resources
 
-    vectors = vectors_module._STORES.setdefault(config.milvus_uri, VectorStore(config.milvus_uri))
+    vectors = resources.vector_store(config.milvus_uri)  # the app shares this client
     index_chunk(discover(root / "photos").images, "fuzz", Catalog(config.database_url), vectors,
                 get_encoder(weights))
     with live_server(create_app(config)) as url:

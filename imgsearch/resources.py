@@ -1,0 +1,77 @@
+"""What a process builds once and shares: its encoders, Milvus clients and catalogs.
+
+Each is made on first use for its key (a model is slow to build; Milvus Lite lets
+one process open a .db at a time; an engine owns a connection pool) and kept until
+`release()`, which tests call between backends and the app calls never. The count
+of models built is kept here too: chunk reports carry it, so that a run shows one
+model per process (per Dask worker), not one per chunk.
+
+The process environment native libraries need is set earlier, when `imgsearch` is
+first imported (`runtime.configure`), because numpy reads it at its own import.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from imgsearch.catalog import Catalog
+from imgsearch.encoder import Pooling, Precision
+from imgsearch.models import AnyEncoder, build_encoder
+from imgsearch.vectors import VectorStore
+
+_LOCK = threading.RLock()
+_ENCODERS: dict[tuple[str, str, int, str], AnyEncoder] = {}
+_VECTOR_STORES: dict[str, VectorStore] = {}
+_CATALOGS: dict[str, Catalog] = {}
+_MODEL_BUILDS = 0
+
+
+def encoder(
+    weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
+) -> AnyEncoder:
+    """The process' ResNet50 for these weights, pooling and precision: Keras for fp32 and
+    bf16, LiteRT for dynamic and int8 (same `name`, `batch_size` and `embed`)."""
+    global _MODEL_BUILDS
+    key = (str(weights), pooling, batch_size, precision)
+    with _LOCK:
+        if key not in _ENCODERS:
+            _ENCODERS[key] = build_encoder(weights, pooling, batch_size, precision)
+            _MODEL_BUILDS += 1
+        return _ENCODERS[key]
+
+
+def model_builds() -> int:
+    """Models this process has built so far."""
+    return _MODEL_BUILDS
+
+
+def vector_store(uri: str, token: str = "", dimension: int = 2048, index_type: str = "") -> VectorStore:
+    """One Milvus client per URI per process."""
+    with _LOCK:
+        if uri not in _VECTOR_STORES:
+            _VECTOR_STORES[uri] = VectorStore(uri, token, dimension, index_type)
+        return _VECTOR_STORES[uri]
+
+
+def catalog(url: str) -> Catalog:
+    """One engine (and connection pool) per database URL per process."""
+    with _LOCK:
+        if url not in _CATALOGS:
+            _CATALOGS[url] = Catalog(url)
+        return _CATALOGS[url]
+
+
+def release_stores() -> None:
+    """Close every Milvus client and catalog (tests switch backends; a closed Lite file
+    may be opened by another process). The next use opens them again."""
+    with _LOCK:
+        for store in _VECTOR_STORES.values():
+            try:
+                store.close()
+            except Exception:  # noqa: BLE001 - closing a dead client must not fail
+                pass
+        _VECTOR_STORES.clear()
+        for known in _CATALOGS.values():
+            known.close()
+        _CATALOGS.clear()
