@@ -10,6 +10,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 import imgsearch
 from imgsearch.settings import TOP_K_MAX, TOP_K_MIN
+from imgsearch.thumbnails import BUCKETS, LARGEST, SMALLEST
 
 JSON = "application/json"
 
@@ -39,21 +40,29 @@ COLLECTION = query("collection", OPTIONAL_NAME, "default: DEFAULT_TABLE")
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": NAME_PATTERN}}
 SERVER_PATH = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]+$",
                "description": "a folder or image on the server, inside INDEX_ROOTS when that is set"}
-TOP_K_SCHEMA = {"type": "integer", "minimum": TOP_K_MIN, "maximum": TOP_K_MAX}
-TOP_K = query("top_k", TOP_K_SCHEMA, "default: TOP_K")
+# An empty top_k means "not given" (the web page sends its field even when cleared), as an
+# empty collection does. In a query that is an integer or ""; a form field is always text.
+TOP_K = query("top_k", {"anyOf": [{"type": "integer", "minimum": TOP_K_MIN, "maximum": TOP_K_MAX},
+                                  {"type": "string", "maxLength": 0}]}, "empty or absent: TOP_K")
+
+
+def top_k_field() -> dict[str, Any]:
+    """`top_k` as a multipart form field: the digits of 1..100, or empty for TOP_K."""
+    assert (TOP_K_MIN, TOP_K_MAX) == (1, 100), "the pattern spells the bounds out"
+    return {"type": "string", "pattern": "^(0*(100|[1-9][0-9]?))?$", "description": "1..100; empty: TOP_K"}
 LABEL = query("label", {"type": "string", "maxLength": 128}, "only images with this label")
 TABLE = query("table_name", OPTIONAL_NAME)
 SECURED = [{"bearer": []}, {"apiKey": []}]
 UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
     "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
-                   "top_k": TOP_K_SCHEMA,
+                   "top_k": top_k_field(),
                    "collection": OPTIONAL_NAME, "label": {"type": "string", "maxLength": 128}},
 }}}}
 SEED_UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
     "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
-                   "topk": TOP_K_SCHEMA},
+                   "topk": top_k_field()},
 }}}}
 IMAGE_ONLY = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
@@ -143,7 +152,10 @@ PATHS: dict[str, Any] = {
         "The original image", {"200": IMAGE_BYTES, **errors(404, 422, 503)}, parameters=[ID, COLLECTION])},
     "/api/images/{id}/thumbnail": {"get": operation(
         "A cached JPEG thumbnail", {"200": IMAGE_BYTES, **errors(404, 422, 503)},
-        parameters=[ID, COLLECTION, query("size", {"type": "integer", "minimum": 16, "maximum": 1024})])},
+        parameters=[ID, COLLECTION, query("size", {"anyOf": [{"type": "integer", "minimum": SMALLEST, "maximum": LARGEST},
+                                                     {"type": "string", "maxLength": 0}]},
+                                          f"longer side in pixels, served from the next of {list(BUCKETS)}; "
+                                          "empty or absent: 256")])},
     "/api/collections": {"get": operation(
         "Collections and their sizes", {"200": json_response("collections", ref("Collections")), **errors(503)},
         tag="manage")},

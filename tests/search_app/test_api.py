@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from imgsearch.discover import discover
-from imgsearch.models import get_encoder
+from imgsearch.resources import encoder as get_encoder
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import recompressed_copy
 from imgsearch.vectors import VectorStore, image_id
@@ -253,11 +253,20 @@ def httpx_quote(name: str) -> str:
     return quote(name, safe="")
 
 
-@pytest.mark.parametrize("top_k", ["0", "-1", "101", "1000000000", "abc", "1.5", "1_0", "٣", "1e9"])
+@pytest.mark.parametrize("top_k", ["0", "-1", "101", "1000000000", "abc", "1.5", "1_0", "٣", "1e9", "+5", " 5"])
 def test_bad_top_k_is_422(site: Site, top_k: str) -> None:
     with site.client() as client:
         response = client.post("/api/search", params={"top_k": top_k}, files={"image": ("x.png", png((8, 8)))})
-    assert "top_k" in assert_error(response, 422)["detail"]
+        assert "top_k" in assert_error(response, 422)["detail"]
+        form = client.post("/api/search", data={"top_k": top_k}, files={"image": ("x.png", png((8, 8)))})
+        assert "top_k" in assert_error(form, 422)["detail"]
+
+
+def test_an_empty_top_k_means_the_default_as_documented(site: Site) -> None:
+    with site.client() as client:
+        for sent in ({"params": {**Q, "top_k": ""}}, {"params": Q, "data": {"top_k": ""}}):
+            response = client.post("/api/search", files={"image": ("x.png", png((8, 8)))}, **sent)
+            assert len(response.json()["results"]) == site.settings.top_k
 
 
 def test_request_shape_errors(site: Site) -> None:
