@@ -220,7 +220,7 @@ def deploy(arguments: argparse.Namespace) -> int:
 
 
 def bench(arguments: argparse.Namespace) -> int:
-    from cli.bench import run
+    from benchmarks.bench import run
 
     run(arguments.quick, arguments.count, arguments.workdir, arguments.json_file, arguments.smoke)
     return 0

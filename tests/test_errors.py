@@ -9,6 +9,7 @@ import pkgutil
 
 import pytest
 
+import benchmarks
 import cli
 import flows
 import imgsearch
@@ -29,7 +30,7 @@ OUTSIDE_THE_MODEL = {ApiError}
 
 def project_error_classes() -> list[type[BaseException]]:
     found = []
-    for package in (imgsearch, tasks, flows, search_app, cli):
+    for package in (imgsearch, tasks, flows, search_app, cli, benchmarks):
         for module_info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             if module_info.name.endswith(("locustfile", "__main__")):
                 continue

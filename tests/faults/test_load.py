@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from cli.load import run_load
+from benchmarks.load import run_load
 from cli.processes import free_port, wait_until_healthy
 from imgsearch.discover import canonical_path
 from imgsearch.samples import Photo, recompressed_copy

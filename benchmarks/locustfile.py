@@ -1,6 +1,6 @@
 """Locust users for `imgsearch` load runs: mixed search / similar / thumbnail traffic.
 
-Configured by the environment (set by cli/load.py):
+Configured by the environment (set by benchmarks/load.py):
   IMGSEARCH_LOAD_COLLECTION  the collection to query
   IMGSEARCH_LOAD_IDS         a file of indexed image ids, one per line
   IMGSEARCH_LOAD_QUERIES     a folder of JPEGs to upload as queries
