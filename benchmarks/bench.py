@@ -305,7 +305,7 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     quick = quick or smoke
     images = count or (24 if smoke else 300 if quick else 2000)
     root = workdir or Path(tempfile.mkdtemp(prefix="imgsearch-bench-"))
-    say = lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True)  # noqa: E731
+    say = lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True)
     say(f"generating {images} VOC-like photos under {root}")
     year = make_voc_sample(root / "corpus", images, settings.cache_dir, imagenet_labels(settings.cache_dir), seed=1)
     files = sorted((year / "JPEGImages").glob("*.jpg"))

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imgsearch.decode import EXTENSIONS
 from imgsearch.discover import DiscoveryError, canonical_path, discover
 from imgsearch.errors import NotFound, UsageError
 from imgsearch.settings import Settings, get_settings
@@ -55,7 +56,7 @@ def _preflight(path: str) -> None:
     """Fail fast, before Prefect starts, on what would fail every chunk anyway."""
     found = discover(path)
     if not found.images:
-        raise DiscoveryError(f"no images ({', '.join(('jpg', 'png', 'bmp', 'webp', 'gif'))}) under {path}")
+        raise DiscoveryError(f"no images ({', '.join(sorted(e[1:] for e in EXTENSIONS))}) under {path}")
     from imgsearch.weights import find_weights
 
     current = settings()

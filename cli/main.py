@@ -20,9 +20,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # that took over Prefect's default 20 s (seen on a fresh clone), failing the run.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from imgsearch import runtime  # noqa: E402
-from imgsearch.errors import ImgsearchError, UsageError  # noqa: E402
-from imgsearch.settings import TOP_K_MAX, check_collection_name, get_settings  # noqa: E402
+from imgsearch import runtime
+from imgsearch.errors import ImgsearchError, UsageError
+from imgsearch.settings import TOP_K_MAX, check_collection_name, get_settings
 
 # Every core, flow and stack error is an ImgsearchError; the two OSErrors come from the user's paths.
 EXPECTED = (ImgsearchError, FileNotFoundError, PermissionError)

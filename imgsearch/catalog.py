@@ -9,7 +9,6 @@ pymysql. Every statement is built by SQLAlchemy with bound parameters.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -148,6 +147,7 @@ class Catalog:
             changes = {key: mysql_statement.inserted[key] for key in update} or {
                 "status": ImageRecord.__table__.c.status}
             return mysql_statement.on_duplicate_key_update(changes)
+        statement: Any
         if dialect == "sqlite":
             statement = sqlite.insert(ImageRecord).values(values)
         else:
@@ -334,10 +334,10 @@ class _errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        # Returning None lets any exception through: only a database failure is renamed.
         if isinstance(error, SQLAlchemyError):
             raise CatalogError(f"the database ({self.where}) could not {self.operation}: {_reason(error)}") from error
-        return False
 
 
 def _reason(error: BaseException) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 

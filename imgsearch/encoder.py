@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -36,7 +36,7 @@ def encoder_name(pooling: str, precision: str) -> str:
     return f"resnet50/{pooling}/{precision}"
 
 
-def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32") -> object:
+def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32") -> Any:
     """Keras' ResNet50 without its top, `pooling` over the last block, from `weights`;
     a file that does not hold all of its weights is refused."""
     keras = runtime.keras()
@@ -83,11 +83,11 @@ class Encoder:
         self.model = build_keras_resnet50(weights, pooling, precision)
         preprocess = keras.applications.resnet50.preprocess_input
 
-        @tf.function(
+        @tf.function(  # type: ignore[untyped-decorator]  # TensorFlow ships no types
             input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.uint8)],
             reduce_retracing=True,
         )
-        def forward(pixels: tf.Tensor) -> tf.Tensor:
+        def forward(pixels: Any) -> Any:
             features = self.model(preprocess(tf.cast(pixels, tf.float32)), training=False)
             return tf.math.l2_normalize(tf.cast(features, tf.float32), axis=1)
 

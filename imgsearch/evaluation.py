@@ -26,12 +26,16 @@ GEM_P = 3.0
 
 def gem(maps: np.ndarray, p: float = GEM_P) -> np.ndarray:
     """Generalised mean pooling over the spatial axes (maps are post-ReLU, >= 0)."""
-    return np.power(np.mean(np.power(np.maximum(maps, 1e-6), p), axis=(1, 2)), 1.0 / p)
+    pooled: np.ndarray = np.power(np.mean(np.power(np.maximum(maps, 1e-6), p), axis=(1, 2)), 1.0 / p)
+    return pooled
 
 
 def pool(maps: np.ndarray, kind: str) -> np.ndarray:
-    pooled = {"avg": lambda m: m.mean(axis=(1, 2)), "max": lambda m: m.max(axis=(1, 2)), "gem": gem}[kind](maps)
-    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    poolings: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "avg": lambda m: m.mean(axis=(1, 2)), "max": lambda m: m.max(axis=(1, 2)), "gem": gem}
+    pooled = poolings[kind](maps)
+    unit: np.ndarray = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return unit
 
 
 class FeatureMaps:
@@ -150,7 +154,8 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
                    for name, edit in edits(rng).items()}
     edit_maps = {name: maps_of(edited) for name, edited in edit_pixels.items()}
 
-    ranking, near = {}, {}
+    ranking: dict[str, dict[str, float]] = {}
+    near: dict[str, dict[str, dict[str, float]]] = {}
     for kind in POOLINGS:
         database = pool(maps, kind)
         ranking[kind] = ranking_metrics(database, labels)

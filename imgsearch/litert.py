@@ -109,7 +109,7 @@ def _valid(model: Path, record_path: Path, expected: dict[str, object]) -> bool:
         digest = hashlib.sha256(model.read_bytes()).hexdigest()
     except (OSError, ValueError):
         return False
-    return digest == record.get("sha256")
+    return bool(digest == record.get("sha256"))
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
@@ -259,7 +259,8 @@ class LiteRTEncoder:
                 interpreter = self._batched if size == BATCH else self._single
                 features[start : start + size] = interpreter_outputs(interpreter, inputs)
         norms = np.linalg.norm(features, axis=1, keepdims=True)
-        return features / np.maximum(norms, 1e-12)
+        unit: np.ndarray = features / np.maximum(norms, 1e-12)
+        return unit
 
 
 def _main(arguments: list[str]) -> int:

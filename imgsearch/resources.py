@@ -12,6 +12,7 @@ first imported (`runtime.configure`), because numpy reads it at its own import.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -67,10 +68,8 @@ def release_stores() -> None:
     may be opened by another process). The next use opens them again."""
     with _LOCK:
         for store in _VECTOR_STORES.values():
-            try:
+            with contextlib.suppress(Exception):  # closing a dead client must not fail
                 store.close()
-            except Exception:  # noqa: BLE001 - closing a dead client must not fail
-                pass
         _VECTOR_STORES.clear()
         for known in _CATALOGS.values():
             known.close()

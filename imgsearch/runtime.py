@@ -94,14 +94,16 @@ def tensorflow() -> ModuleType:
             import tensorflow as tf
 
             tf.config.list_physical_devices()
-        return tf
+        loaded: ModuleType = tf
+        return loaded
 
 
 def keras() -> ModuleType:
     tensorflow()
     import keras as keras_module
 
-    return keras_module
+    loaded: ModuleType = keras_module
+    return loaded
 
 
 def pymilvus() -> ModuleType:
@@ -123,7 +125,8 @@ def pymilvus() -> ModuleType:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-        return module
+        loaded: ModuleType = module
+        return loaded
 
 
 def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:

@@ -70,8 +70,8 @@ def augment(photo: Image.Image, rng: random.Random, size: tuple[int, int] = (500
     width, height = photo.size
     area = rng.uniform(0.45, 1.0) * width * height
     aspect = size[0] / size[1] * rng.uniform(0.9, 1.1)
-    crop_w = min(width, int(round((area * aspect) ** 0.5)))
-    crop_h = min(height, int(round((area / aspect) ** 0.5)))
+    crop_w = min(width, round((area * aspect) ** 0.5))
+    crop_h = min(height, round((area / aspect) ** 0.5))
     left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
     image = photo.crop((left, top, left + crop_w, top + crop_h))
     if rng.random() < 0.5:

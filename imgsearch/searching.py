@@ -29,7 +29,8 @@ class Result:
 
 def encode_query(encoder: AnyEncoder, data: bytes) -> np.ndarray:
     """One query image's feature vector (raises DecodeError on a bad image)."""
-    return encoder.embed(decode_image(data).pixels[np.newaxis])[0]
+    vector: np.ndarray = encoder.embed(decode_image(data).pixels[np.newaxis])[0]
+    return vector
 
 
 def nearest(

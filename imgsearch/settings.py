@@ -94,7 +94,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _derive_urls(self) -> "Settings":
+    def _derive_urls(self) -> Settings:
         if not self.milvus_uri:
             if self.milvus_host:
                 self.milvus_uri = f"http://{self.milvus_host}:{self.milvus_port or 19530}"
@@ -109,9 +109,8 @@ class Settings(BaseSettings):
                 )
             else:
                 self.database_url = f"sqlite:///{self.data_dir / 'catalog.db'}"
-        if is_lite_uri(self.milvus_uri):
-            if not self.milvus_uri.endswith(".db"):
-                raise ValueError("MILVUS_URI: a Milvus Lite path must end in .db, or use http://")
+        if is_lite_uri(self.milvus_uri) and not self.milvus_uri.endswith(".db"):
+            raise ValueError("MILVUS_URI: a Milvus Lite path must end in .db, or use http://")
         if not self.database_url.startswith(("sqlite", "mysql", "mariadb", "postgresql")):
             raise ValueError("DATABASE_URL: expected sqlite:///..., mysql+pymysql://... or postgresql://...")
         return self

@@ -331,14 +331,12 @@ class _errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> bool:
-        if error is None or isinstance(error, VectorStoreError):
-            return False
-        if isinstance(error, Exception):
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        # Returning None lets any exception through: only a pymilvus failure is renamed.
+        if isinstance(error, Exception) and not isinstance(error, VectorStoreError):
             raise VectorStoreError(
                 f"Milvus ({self.uri}) could not {self.operation}: {_reason(error)}"
             ) from error
-        return False
 
 
 def _reason(error: BaseException) -> str:

@@ -206,7 +206,7 @@ def _save_pair(model: object, top: Path, notop: Path) -> None:
             layer.set_weights(model.get_layer(layer.name).get_weights())  # type: ignore[attr-defined]
     for keras_model, path in ((model, top), (base, notop)):
         partial = path.with_name(f".{os.getpid()}.{path.name}")
-        keras_model.save_weights(partial)  # type: ignore[attr-defined]
+        keras_model.save_weights(partial)  # type: ignore[union-attr]
         os.replace(partial, path)
 
 

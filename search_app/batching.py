@@ -54,7 +54,7 @@ class QueryBatcher:
                 continue
             try:
                 stacked = np.stack([pixels for pixels, _ in live])
-                vectors = await run_in_threadpool(lambda: self.encoder.embed(stacked, urgent=True))
+                vectors = await run_in_threadpool(self.encoder.embed, stacked, urgent=True)
             except Exception as error:  # noqa: BLE001 - hand the failure to every waiter
                 for _, future in live:
                     if not future.done():

@@ -48,7 +48,7 @@ class Command:
     def _read(stream: IO[str] | None, lines: list[str]) -> None:
         assert stream is not None
         for line in stream:
-            lines.append(line)
+            lines.append(line)  # noqa: PERF402 - one at a time: the test watches them arrive
 
     def watch(self) -> None:
         try:

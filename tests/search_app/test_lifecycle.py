@@ -42,7 +42,7 @@ def test_sigterm_leaves_no_process_behind(tmp_path: Path, photos: list) -> None:
         assert children, "the background run started Prefect's ephemeral API"
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-        gone, alive = psutil.wait_procs(children, timeout=15)
+        _, alive = psutil.wait_procs(children, timeout=15)
         assert alive == [], [" ".join(p.cmdline()[:4]) for p in alive]
     finally:
         if server.poll() is None:
