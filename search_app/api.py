@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -247,13 +247,24 @@ async def index_status(request: Request) -> Response:
     return JSONResponse(found)
 
 
-def by_method(**endpoints: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """One endpoint for a path served by several methods, so that a 405 lists all of them."""
+class ImageEndpoint(HTTPEndpoint):
+    """/api/images/{id}: read a record (GET) or delete the image (DELETE); other methods 405."""
 
-    async def endpoint(request: Request) -> Response:
-        return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+    async def get(self, request: Request) -> Response:
+        return await image_record(request)
 
-    return endpoint
+    async def delete(self, request: Request) -> Response:
+        return await delete_image(request)
+
+
+class CollectionEndpoint(HTTPEndpoint):
+    """/api/collections/{name}: its figures (GET) or drop it (DELETE); other methods 405."""
+
+    async def get(self, request: Request) -> Response:
+        return await collection_detail(request)
+
+    async def delete(self, request: Request) -> Response:
+        return await drop_collection(request)
 
 
 ROUTES = [
@@ -261,10 +272,9 @@ ROUTES = [
     Route("/api/images/{id}/similar", similar, methods=["GET"]),
     Route("/api/images/{id}/file", image_file, methods=["GET"]),
     Route("/api/images/{id}/thumbnail", image_thumbnail, methods=["GET"]),
-    Route("/api/images/{id}", by_method(GET=image_record, DELETE=delete_image), methods=["GET", "DELETE"]),
+    Route("/api/images/{id}", ImageEndpoint),
     Route("/api/collections", collections, methods=["GET"]),
-    Route("/api/collections/{name}", by_method(GET=collection_detail, DELETE=drop_collection),
-          methods=["GET", "DELETE"]),
+    Route("/api/collections/{name}", CollectionEndpoint),
     Route("/api/index", start_index, methods=["POST"]),
     Route("/api/index/{run_id}", index_status, methods=["GET"]),
 ]

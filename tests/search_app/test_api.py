@@ -274,6 +274,8 @@ def test_request_shape_errors(site: Site) -> None:
         assert_error(client.post("/api/search", data={"top_k": "3"}, files={"other": ("x", b"1")}), 400)
         assert_error(client.post("/api/search", json={"image": "x"}), 415)
         assert_error(client.get("/api/search"), 405)
+        assert_error(client.put("/api/images/1", params=Q), 405)  # HTTPEndpoint: GET and DELETE only
+        assert_error(client.post("/api/collections/x"), 405)
         assert_error(client.get("/api/nothing"), 404)
         assert_error(client.post("/api/search", params={"collection": "nope_nope"},
                                  files={"image": ("x.png", png((8, 8)))}), 404)
