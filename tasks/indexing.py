@@ -139,7 +139,8 @@ def publish_summary(summary: IndexSummary) -> None:
     """The run's table artifact, and a markdown list of failed files with reasons."""
     create_table_artifact(
         [{"metric": name, "value": value} for name, value in summary.figures().items()],
-        key=artifact_key("index-summary", summary.collection), description=f"Indexing {summary.path} into {summary.collection}",
+        key=artifact_key("index-summary", summary.collection),
+        description=f"Indexing {summary.path} into {summary.collection}",
     )
     if summary.failures:
         lines = ["| file | reason |", "| --- | --- |"] + [

@@ -17,6 +17,8 @@ from uuid import UUID
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 
+from tasks.naming import artifact_key
+
 
 @dataclass(frozen=True)
 class ProgressEvent:
@@ -40,18 +42,13 @@ def reporting_to(subscriber: Subscriber) -> Iterator[None]:
         _subscriber.reset(token)
 
 
-def artifact_key(collection: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return ("index-progress-" + collection.lower().replace("_", "-"))[:100]
-
-
 class Progress:
     def __init__(self, collection: str, total: int, done: int = 0) -> None:
         self.total, self.processed, self.failed = total, done, 0
         self.run_id = str(flow_run.id or "")
         self._subscriber = _subscriber.get()  # read in the flow's own context, once
         self._artifact: UUID = create_progress_artifact(
-            progress=self._percent(), key=artifact_key(collection),
+            progress=self._percent(), key=artifact_key("index-progress", collection),
             description=self._description(),
         )
         self._notify()
