@@ -81,3 +81,11 @@ def test_purge_images_and_collections(tmp_path: Path) -> None:
     assert kept.is_file() and other.is_file() and not any(path.exists() for path in gone)
     cache.purge_collection("d")
     assert not other.exists() and kept.is_file()
+
+
+def test_the_bound_and_the_folder_come_from_the_settings(tmp_path: Path) -> None:
+    from imgsearch.collection import thumbnails_of
+    from imgsearch.settings import load_settings
+
+    cache = thumbnails_of(load_settings(data_dir=tmp_path / "d", thumbnail_cache_mb=1.5))
+    assert cache.max_bytes == int(1.5 * 1024 * 1024) and cache.root == tmp_path / "d" / "thumbnails"
