@@ -98,3 +98,16 @@ def test_unreachable_backends_are_named(run, tmp_path: Path, photos: list[Photo]
         run("count", DATABASE_URL="mysql+pymysql://root:@127.0.0.1:9/x?connect_timeout=2"),
         "database",
     )
+
+
+def test_demo_indexes_a_folder_then_finds_a_copy_of_its_first_photo(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, photos: list[Photo]
+) -> None:
+    """The README's first command, with a folder of the user's (the sample set is the same path)."""
+    paths = sorted(write_folder(tmp_path / "mine", photos, 12))
+    done = run("demo", str(tmp_path / "mine"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "indexed 12, unchanged 0, failed 0 of 12 images" in done.stdout
+    first_hit = next(line for line in done.stdout.splitlines() if line.strip().startswith("1 "))
+    assert str(paths[0]) in first_hit, done.stdout
+    assert "Traceback" not in done.stderr
