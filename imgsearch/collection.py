@@ -31,7 +31,7 @@ class Stores:
 
 
 def thumbnails_of(settings: Settings) -> ThumbnailCache:
-    return ThumbnailCache(settings.thumbnail_dir, int(settings.thumbnail_cache_mb * 1024 * 1024))
+    return resources.thumbnails(settings.thumbnail_dir, int(settings.thumbnail_cache_mb * 1024 * 1024))
 
 
 def catalog_of(settings: Settings) -> Catalog:

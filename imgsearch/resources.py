@@ -19,12 +19,14 @@ from pathlib import Path
 from imgsearch.catalog import Catalog
 from imgsearch.encoder import Pooling, Precision
 from imgsearch.models import AnyEncoder, build_encoder
+from imgsearch.thumbnails import ThumbnailCache
 from imgsearch.vectors import VectorStore
 
 _LOCK = threading.RLock()
 _ENCODERS: dict[tuple[str, str, int, str], AnyEncoder] = {}
 _VECTOR_STORES: dict[str, VectorStore] = {}
 _CATALOGS: dict[str, Catalog] = {}
+_THUMBNAILS: dict[tuple[Path, int], ThumbnailCache] = {}
 _MODEL_BUILDS = 0
 
 
@@ -61,6 +63,16 @@ def catalog(url: str) -> Catalog:
         if url not in _CATALOGS:
             _CATALOGS[url] = Catalog(url)
         return _CATALOGS[url]
+
+
+def thumbnails(root: Path, max_bytes: int) -> ThumbnailCache:
+    """One thumbnail cache per folder and bound per process: its size count and lock are
+    shared by every request, so a write does not walk the whole folder again."""
+    with _LOCK:
+        key = (root, max_bytes)
+        if key not in _THUMBNAILS:
+            _THUMBNAILS[key] = ThumbnailCache(root, max_bytes)
+        return _THUMBNAILS[key]
 
 
 def release_stores() -> None:

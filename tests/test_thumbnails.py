@@ -89,3 +89,5 @@ def test_the_bound_and_the_folder_come_from_the_settings(tmp_path: Path) -> None
 
     cache = thumbnails_of(load_settings(data_dir=tmp_path / "d", thumbnail_cache_mb=1.5))
     assert cache.max_bytes == int(1.5 * 1024 * 1024) and cache.root == tmp_path / "d" / "thumbnails"
+    # One per process: every request shares its size count instead of walking the folder again.
+    assert thumbnails_of(load_settings(data_dir=tmp_path / "d", thumbnail_cache_mb=1.5)) is cache
