@@ -13,7 +13,8 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.settings import check_collection_name, get_settings
 from imgsearch.summary import IndexSummary
 from tasks.indexing import (
-    check_encoder, count_pending, discover_images, index_chunk, load_model, plan_index, publish_summary,
+    check_encoder, count_pending, discover_images, ensure_write_limit, index_chunk, load_model, plan_index,
+    publish_summary,
 )
 from tasks.naming import run_name
 from tasks.progress import Progress
@@ -53,6 +54,7 @@ def index_images(
     progress = Progress(collection, plan.total, done=plan.unchanged)
     if plan.chunks:  # only when there is work: a mismatch or missing weights fail the run once, here
         check_encoder(collection)
+        ensure_write_limit()
         load_model()
 
     chunk_task = index_chunk.with_options(

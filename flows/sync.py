@@ -12,7 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.index import index_images
 from imgsearch.indexing import chunk_size_for
 from imgsearch.settings import check_collection_name, get_settings
-from tasks.indexing import index_chunk, load_model
+from tasks.indexing import ensure_write_limit, index_chunk, load_model
 from tasks.naming import artifact_key, run_name
 from tasks.sync import find_divergence, remove_gone_files, repair_without_model
 
@@ -49,6 +49,7 @@ def reconcile(collection: str | None = None) -> dict[str, int]:
     repair_without_model(divergence, collection)
     todo = divergence.to_reindex
     if todo:
+        ensure_write_limit()
         load_model()
         size = chunk_size_for(len(todo), settings.chunk_size, settings.batch_size, 4)
         chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
@@ -58,6 +59,6 @@ def reconcile(collection: str | None = None) -> dict[str, int]:
             future.result()  # a chunk that failed all its retries fails the run, naming why
     fixed = divergence.as_dict()
     create_table_artifact([{"repair": k, "count": v} for k, v in fixed.items()],
-                          key=("reconcile-" + collection.lower().replace("_", "-"))[:100],
+                          key=artifact_key("reconcile", collection),
                           description=f"Divergence repaired in {collection}")
     return fixed

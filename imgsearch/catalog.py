@@ -99,21 +99,23 @@ class Catalog:
         self.url = url
         self.where = describe(url)
         self.engine = _engine(url)
+        # Transactions that write start with BEGIN IMMEDIATE on SQLite (see _engine).
+        self.writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self._create_tables()
 
     def _create_tables(self, attempts: int = 5) -> None:
-        """Create the table and indexes if missing. Two processes starting on a new
-        database both see no table and both create it: the loser's "already exists"
-        means the work is done, and SQLite answers "database is locked" at once
-        (no busy wait) to a reader that tries to become a writer beside another
-        writer; both seen with two index runs at once. Check again."""
+        """Create the table and indexes if missing. On SQLite the check and the
+        creation are one `BEGIN IMMEDIATE` transaction, so openers take turns. MySQL's
+        DDL is not transactional: two processes starting on a new database both see
+        no table and both create it, and the loser's "already exists" means the work
+        is done (seen with two index runs at once). Check again."""
         for attempt in range(attempts):
             try:
-                Base.metadata.create_all(self.engine)
+                Base.metadata.create_all(self.writer)
                 return
             except SQLAlchemyError as error:
                 reason = _reason(error)
-                raced = any(sign in reason for sign in ("already exists", "Duplicate key name", "database is locked"))
+                raced = any(sign in reason for sign in ("already exists", "Duplicate key name"))
                 if not raced or attempt == attempts - 1:
                     raise CatalogError(f"cannot reach the database ({self.where}): {reason}") from None
                 time.sleep(0.1 * (attempt + 1))
@@ -126,14 +128,14 @@ class Catalog:
         if not rows:
             return
         values = [{"collection": collection, **row} for row in rows]
-        with _errors(self.where, "write records"), self.engine.begin() as connection:
+        with _errors(self.where, "write records"), self.writer.begin() as connection:
             connection.execute(self._insert(values, [key for key in UPDATABLE if key in values[0]]))
 
     def add_pending(self, collection: str, rows: Sequence[dict[str, Any]]) -> None:
         """Insert `pending` rows for images the catalog does not know yet; a row
         that exists (perhaps written by a concurrent run) is left as it is."""
         values = [{"collection": collection, **row, "status": PENDING} for row in rows]
-        with _errors(self.where, "write records"), self.engine.begin() as connection:
+        with _errors(self.where, "write records"), self.writer.begin() as connection:
             for part in _parts(values):
                 connection.execute(self._insert(list(part), []))
 
@@ -169,7 +171,7 @@ class Catalog:
         changes: dict[str, Any] = {"status": status, "error": error}
         if status == INDEXED:
             changes["indexed_at"] = datetime.now(UTC)
-        with _errors(self.where, "update records"), self.engine.begin() as connection:
+        with _errors(self.where, "update records"), self.writer.begin() as connection:
             for part in _parts(ids):
                 connection.execute(
                     update(ImageRecord)
@@ -237,7 +239,7 @@ class Catalog:
 
     def delete(self, collection: str, ids: Iterable[int]) -> None:
         ids = list(ids)
-        with _errors(self.where, "delete records"), self.engine.begin() as connection:
+        with _errors(self.where, "delete records"), self.writer.begin() as connection:
             for part in _parts(ids):
                 connection.execute(
                     delete(ImageRecord).where(
@@ -292,7 +294,7 @@ class Catalog:
             return {row[0]: int(row[1]) for row in connection.execute(query)}
 
     def drop(self, collection: str) -> None:
-        with _errors(self.where, "delete records"), self.engine.begin() as connection:
+        with _errors(self.where, "delete records"), self.writer.begin() as connection:
             connection.execute(delete(ImageRecord).where(ImageRecord.collection == collection))
 
     def ping(self) -> None:
@@ -308,23 +310,43 @@ def _parts(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+WRITE_OPTION = "imgsearch_writes"
+
+
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        return engine
+        return _sqlite_engine(url)
     return create_engine(url, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=10)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    """SQLAlchemy's documented pysqlite recipe (dialects/sqlite, "Serializable isolation /
+    Savepoints / Transactional DDL"): pysqlite's own BEGIN is turned off and SQLAlchemy's
+    `begin` event emits ours. A transaction that writes begins IMMEDIATE, taking the write
+    lock first, where `busy_timeout` waits for another writer. A deferred one that read
+    first and then writes after another writer committed gets "database is locked" at
+    once: SQLite cannot wait there without deadlock (seen with two index runs starting
+    together). Reads stay deferred, and in WAL mode never wait for the writer."""
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        writes = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+    return engine
 
 
 class _errors:

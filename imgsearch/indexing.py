@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -143,9 +144,13 @@ def index_chunk(
     *,
     decode_threads: int = 2,
     clock: Callable[[], float] | None = None,
+    write_slot: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> ChunkReport:
     """Index one chunk. A bad image is recorded `failed` and skipped; a store
-    failure raises (the caller retries the whole chunk, which is idempotent)."""
+    failure raises (the caller retries the whole chunk, which is idempotent).
+
+    `write_slot` is held around the stores' writes only, never the reading,
+    decoding or model time: the Prefect task passes a global concurrency slot."""
     import time
 
     clock = clock or time.perf_counter
@@ -201,13 +206,14 @@ def index_chunk(
             dims.setdefault(item.id, (0, 0))
     written = embedded + reuse
 
-    _write(collection, catalog, vectors, written, new_vectors, dims)
-    if unchanged:
-        catalog.upsert(collection, [_row(item, INDEXED) for item in unchanged])
-    if failed:
-        catalog.upsert(collection, [_row(item, FAILED, error=reason) for item, reason in failed])
-        # A file that was indexed and is now broken must not stay searchable.
-        vectors.delete(collection, [item.id for item, _ in failed if item.id in known])
+    with write_slot():
+        _write(collection, catalog, vectors, written, new_vectors, dims)
+        if unchanged:
+            catalog.upsert(collection, [_row(item, INDEXED) for item in unchanged])
+        if failed:
+            catalog.upsert(collection, [_row(item, FAILED, error=reason) for item, reason in failed])
+            # A file that was indexed and is now broken must not stay searchable.
+            vectors.delete(collection, [item.id for item, _ in failed if item.id in known])
 
     report.indexed, report.reused, report.unchanged = len(embedded), len(reuse), len(unchanged)
     report.failed = [(item.image.path, reason) for item, reason in failed]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from imgsearch import indexing
@@ -18,8 +20,12 @@ from imgsearch.indexing import ChunkReport, Plan
 from imgsearch.summary import FAILURES_SHOWN, IndexSummary
 from tasks import stores
 from tasks.naming import artifact_key
+from tasks.prefect_api import ensure_concurrency_limit
 
-MILVUS_WRITE_TAG = "milvus-write"
+# A Prefect global concurrency limit held around each chunk's writes to the stores
+# (not its decoding or model time): how many chunks write at once, across all runs.
+MILVUS_WRITE_LIMIT = "milvus-write"
+MILVUS_WRITE_SLOTS = 2
 RETRY_DELAYS = [2.0, 10.0, 30.0]
 
 _STOPPED_RUNS: set[str] = set()
@@ -84,6 +90,19 @@ def load_model() -> None:
     get_run_logger().info("ResNet50 ready (%s, batch %d)", encoder.name, encoder.batch_size)
 
 
+@task(name="ensure-write-limit", cache_policy=NONE, retries=2, retry_delay_seconds=[2.0, 10.0])
+def ensure_write_limit() -> None:
+    """Create the `milvus-write` limit with MILVUS_WRITE_SLOTS slots if it is missing;
+    one that exists is left as an operator set it."""
+    if ensure_concurrency_limit(MILVUS_WRITE_LIMIT, MILVUS_WRITE_SLOTS):
+        get_run_logger().info("created the concurrency limit %r with %d slots",
+                              MILVUS_WRITE_LIMIT, MILVUS_WRITE_SLOTS)
+
+
+def _write_slot() -> AbstractContextManager[None]:
+    return concurrency(MILVUS_WRITE_LIMIT, occupy=1)
+
+
 @task(name="plan-index", cache_policy=NONE, retries=3, retry_delay_seconds=RETRY_DELAYS)
 def plan_index(discovery: Discovery, collection: str, chunk_size: int) -> Plan:
     plan = indexing.plan_index(
@@ -106,7 +125,6 @@ def plan_index(discovery: Discovery, collection: str, chunk_size: int) -> Plan:
     retry_jitter_factor=0.5,
     # A stopped run retries nothing: its process is going away.
     retry_condition_fn=lambda _task, task_run, _state: not _stopping(task_run.flow_run_id),
-    tags=[MILVUS_WRITE_TAG],
 )
 def index_chunk(images: list[FoundImage], collection: str, number: int, of: int) -> ChunkReport:
     """Decode, embed and write one chunk; idempotent, so a retry is always safe."""
@@ -115,7 +133,7 @@ def index_chunk(images: list[FoundImage], collection: str, number: int, of: int)
     settings = stores.settings()
     report = indexing.index_chunk(
         images, collection, stores.catalog(), stores.vector_store(), stores.encoder(),
-        decode_threads=settings.decode_threads,
+        decode_threads=settings.decode_threads, write_slot=_write_slot,
     )
     logger = get_run_logger()
     for path, reason in report.failed:

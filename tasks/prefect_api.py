@@ -18,6 +18,26 @@ LOG_HANDLERS_MODULE = "prefect.logging.handlers"
 LOG_DRAIN_SECONDS = 5.0
 
 
+def ensure_concurrency_limit(name: str, slots: int) -> bool:
+    """Create Prefect's global concurrency limit `name` with `slots` if it does not exist;
+    True if this call created it. An existing one is never changed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return False
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+        except ObjectAlreadyExists:  # another run created it in between
+            return False
+    return True
+
+
 def temporary_apis() -> dict[Any, Any]:
     """Prefect's temporary API servers of this process, by key; none if Prefect never started one."""
     if SERVER_MODULE not in sys.modules:  # not imported: none started (and the import is heavy)
