@@ -79,9 +79,9 @@ def _stop_children(grace: float = 5.0) -> None:
     (its own stop), then any other child still running (SIGTERM, SIGKILL after `grace`)."""
     import psutil
 
-    from tasks.prefect_api import stop_temporary_apis
+    from tasks.prefect_api import stop_temporary_api
 
-    stop_temporary_apis()
+    stop_temporary_api()
     children = psutil.Process().children(recursive=True)
     for child in children:
         try:

@@ -238,13 +238,10 @@ async def start_index(request: Request) -> Response:
 async def index_status(request: Request) -> Response:
     svc = services(request)
     run_id = request.path_params["run_id"]
-    status = svc.runs.get(run_id)
-    if status is not None:
-        return JSONResponse(status.as_dict())
-    found = await run_in_threadpool(svc.runs.read_from_prefect, run_id)
+    found = await run_in_threadpool(svc.runs.find, run_id)
     if found is None:
         raise ApiError(404, f"no index run {run_id[:60]!r}")
-    return JSONResponse(found)
+    return JSONResponse(found.as_dict())
 
 
 class ImageEndpoint(HTTPEndpoint):

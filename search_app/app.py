@@ -43,7 +43,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():
-        services.runs.warm_up_in_background()
+        services.runs.api.reach_in_background()
     services.batcher = QueryBatcher(services.encoder, observe=app.state.metrics.batch_size.observe)
     services.batcher.start()
     for name, opener in (("database", services.catalog), ("Milvus", services.vectors)):

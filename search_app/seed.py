@@ -135,7 +135,7 @@ async def drop(request: Request) -> Response:
 
 
 async def progress(request: Request) -> Response:
-    latest = services(request).runs.latest()
+    latest = services(request).runs.registry.latest()
     if latest is None:
         return JSONResponse("current: 0, total: 0")
     return JSONResponse(f"current: {latest.processed}, total: {latest.total or 0}")

@@ -21,7 +21,7 @@ class Services:
         self.settings = settings
         self.encoder: AnyEncoder | None = None
         self.batcher: QueryBatcher | None = None
-        self.runs = IndexRuns(settings)
+        self.runs = IndexRuns()
 
     def catalog(self) -> Catalog:
         return collection.catalog_of(self.settings)
