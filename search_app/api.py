@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -21,13 +20,10 @@ from imgsearch.collection import delete as delete_from_both
 from imgsearch.collection import drop as drop_from_both
 from imgsearch.collection import exists as collection_exists
 from imgsearch.decode import decode_image
-from imgsearch.discover import canonical_path
 from imgsearch.searching import Result, nearest
-from imgsearch.settings import TOP_K_MAX, TOP_K_MIN
 from search_app import params
 from search_app.auth import require_api_key
 from search_app.errors import ApiError
-from imgsearch.thumbnails import LARGEST, SMALLEST
 from search_app.files import SAFE_HEADERS, media_type, servable_path
 from search_app.services import Services
 
@@ -90,13 +86,13 @@ async def search(request: Request) -> Response:
     data, fields = await read_upload(request)
     # A value may come in the query or the form (the form wins); each given one must be valid.
     for given in (request.query_params, fields):
-        params.integer(given, "top_k", svc.settings.top_k, TOP_K_MIN, TOP_K_MAX)
-        params.collection(given, svc.settings.default_table)
-        params.label(given)
+        params.TOP_K.parse(given, svc.settings.top_k)
+        params.COLLECTION.parse(given, svc.settings.default_table)
+        params.LABEL.parse(given)
     values = {**request.query_params, **fields}
-    top_k = params.integer(values, "top_k", svc.settings.top_k, TOP_K_MIN, TOP_K_MAX)
-    collection = params.collection(values, svc.settings.default_table)
-    label = params.label(values)
+    top_k = params.TOP_K.parse(values, svc.settings.top_k)
+    collection = params.COLLECTION.parse(values, svc.settings.default_table)
+    label = params.LABEL.parse(values)
     marks.append(("upload", time.perf_counter()))
     decoded = await run_in_threadpool(decode_image, data)
     marks.append(("decode", time.perf_counter()))
@@ -114,8 +110,8 @@ async def search(request: Request) -> Response:
 
 async def record_for(request: Request) -> tuple[Services, str, Any]:
     svc = services(request)
-    image = params.image_id(request.path_params["id"])
-    collection = params.collection(request.query_params, svc.settings.default_table)
+    image = params.IMAGE_ID.parse(request.path_params["id"])
+    collection = params.COLLECTION.parse(request.query_params, svc.settings.default_table)
     catalog = await run_in_threadpool(svc.catalog)
     record = (await run_in_threadpool(catalog.get, collection, [image])).get(image)
     if record is None:
@@ -126,8 +122,8 @@ async def record_for(request: Request) -> tuple[Services, str, Any]:
 async def similar(request: Request) -> Response:
     started = time.perf_counter()
     svc, collection, record = await record_for(request)
-    top_k = params.integer(request.query_params, "top_k", svc.settings.top_k, TOP_K_MIN, TOP_K_MAX)
-    label = params.label(request.query_params)
+    top_k = params.TOP_K.parse(request.query_params, svc.settings.top_k)
+    label = params.LABEL.parse(request.query_params)
     vectors = await run_in_threadpool(svc.vectors)
     stored = (await run_in_threadpool(vectors.vectors, collection, [record.id])).get(record.id)
     if stored is None or record.status == FAILED:
@@ -153,7 +149,7 @@ async def image_file(request: Request) -> Response:
 
 async def image_thumbnail(request: Request) -> Response:
     svc, _, record = await record_for(request)
-    size = params.integer(request.query_params, "size", 256, SMALLEST, LARGEST)
+    size = params.THUMBNAIL_SIZE.parse(request.query_params)
     path = servable_path(record)
     cache = (await run_in_threadpool(svc.stores)).thumbnails
     try:
@@ -182,7 +178,7 @@ async def collections(request: Request) -> Response:
 
 async def collection_detail(request: Request) -> Response:
     svc = services(request)
-    name = params.collection_name(request.path_params["name"])
+    name = params.COLLECTION_IN_PATH.parse(request.path_params["name"])
     stores = await run_in_threadpool(svc.stores)
     if not await run_in_threadpool(collection_exists, stores, name):
         raise ApiError(404, f"no collection named {name!r}")
@@ -196,7 +192,7 @@ async def collection_detail(request: Request) -> Response:
 async def drop_collection(request: Request) -> Response:
     svc = services(request)
     require_api_key(request, svc.settings.api_key)
-    name = params.collection_name(request.path_params["name"])
+    name = params.COLLECTION_IN_PATH.parse(request.path_params["name"])
     await run_in_threadpool(drop_from_both, await run_in_threadpool(svc.stores), name)  # NotFound: 404
     return JSONResponse({"dropped": name})
 
@@ -211,25 +207,12 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def index_path(svc: Services, raw: object) -> str:
-    """A folder or image on the server that may be indexed."""
-    if not isinstance(raw, str) or not raw or "\x00" in raw:
-        raise ApiError(422, "path must be a non-empty string without NUL: a folder or image on the server")
-    path = canonical_path(raw)
-    roots = [canonical_path(root) for root in svc.settings.index_roots]
-    if roots and not any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots):
-        raise ApiError(403, "path is outside INDEX_ROOTS", "forbidden")
-    if not os.path.exists(path):
-        raise ApiError(404, f"no such file or folder on the server: {raw[:200]}")
-    return path
-
-
 async def start_index(request: Request) -> Response:
     svc = services(request)
     require_api_key(request, svc.settings.api_key)
     body = await json_body(request)
-    path = index_path(svc, body.get("path"))
-    collection = params.collection(body, svc.settings.default_table)
+    path = params.INDEX_PATH.parse(body, svc.settings.index_roots)
+    collection = params.BODY_COLLECTION.parse(body, svc.settings.default_table)
     status = await run_in_threadpool(svc.runs.start, path, collection)
     return JSONResponse({"run_id": status.run_id, "status_url": f"/api/index/{status.run_id}"},
                         status_code=202)

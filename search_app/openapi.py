@@ -9,8 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 import imgsearch
-from imgsearch.settings import TOP_K_MAX, TOP_K_MIN
-from imgsearch.thumbnails import BUCKETS, LARGEST, SMALLEST
+from search_app import params
 
 JSON = "application/json"
 
@@ -27,47 +26,22 @@ def errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
 
 
-def query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+def upload(*fields: params.Integer | params.Collection | params.Label) -> dict[str, Any]:
+    """A multipart body: the image, and text fields described by the parameters that parse them."""
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["image"],
+        "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
+                       **{field.name: field.schema() for field in fields}}}}}}
 
 
-ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,16}$"},
-      "description": "an image id, as returned by search"}
-NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,254}$"
-OPTIONAL_NAME = {"type": "string", "pattern": "^([A-Za-z_][A-Za-z0-9_]{0,254})?$",
-                 "description": "empty or absent: DEFAULT_TABLE"}
-COLLECTION = query("collection", OPTIONAL_NAME, "default: DEFAULT_TABLE")
-NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": NAME_PATTERN}}
-SERVER_PATH = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]+$",
-               "description": "a folder or image on the server, inside INDEX_ROOTS when that is set"}
-# An empty top_k means "not given" (the web page sends its field even when cleared), as an
-# empty collection does. In a query that is an integer or ""; a form field is always text.
-TOP_K = query("top_k", {"anyOf": [{"type": "integer", "minimum": TOP_K_MIN, "maximum": TOP_K_MAX},
-                                  {"type": "string", "maxLength": 0}]}, "empty or absent: TOP_K")
-
-
-def top_k_field() -> dict[str, Any]:
-    """`top_k` as a multipart form field: the digits of 1..100, or empty for TOP_K."""
-    assert (TOP_K_MIN, TOP_K_MAX) == (1, 100), "the pattern spells the bounds out"
-    return {"type": "string", "pattern": "^(0*(100|[1-9][0-9]?))?$", "description": "1..100; empty: TOP_K"}
-LABEL = query("label", {"type": "string", "maxLength": 128}, "only images with this label")
-TABLE = query("table_name", OPTIONAL_NAME)
+ID = params.IMAGE_ID.parameter()
+NAME = params.COLLECTION_IN_PATH.parameter()
+TOP_K, COLLECTION, LABEL, TABLE = (params.TOP_K.query(), params.COLLECTION.query(), params.LABEL.query(),
+                                   params.SEED_TABLE.query())
 SECURED = [{"bearer": []}, {"apiKey": []}]
-UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
-                   "top_k": top_k_field(),
-                   "collection": OPTIONAL_NAME, "label": {"type": "string", "maxLength": 128}},
-}}}}
-SEED_UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
-                   "topk": top_k_field()},
-}}}}
-IMAGE_ONLY = {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary", "minLength": 1}},
-}}}}
+UPLOAD = upload(params.TOP_K, params.COLLECTION, params.LABEL)
+SEED_UPLOAD = upload(params.SEED_TOP_K)
+IMAGE_ONLY = upload()
 IMAGE_BYTES = {"description": "the image", "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}
 
 SCHEMAS: dict[str, Any] = {
@@ -103,8 +77,9 @@ SCHEMAS: dict[str, Any] = {
                                   "pending": {"type": "integer",
                                               "description": "found by a run, not yet indexed"},
                                   "labels": {"type": "object", "additionalProperties": {"type": "integer"}}}},
-    "IndexRequest": {"type": "object", "required": ["path"],
-                     "properties": {"path": SERVER_PATH, "collection": {**OPTIONAL_NAME, "nullable": True}}},
+    "IndexRequest": {"type": "object", "required": [params.INDEX_PATH.name], "properties": {
+        params.INDEX_PATH.name: params.INDEX_PATH.schema(),
+        params.BODY_COLLECTION.name: {**params.BODY_COLLECTION.schema(), "nullable": True}}},
     "IndexStarted": {"type": "object", "required": ["run_id", "status_url"],
                      "properties": {"run_id": {"type": "string"}, "status_url": {"type": "string"}}},
     "IndexRun": {"type": "object", "required": ["run_id", "state"], "properties": {
@@ -152,10 +127,7 @@ PATHS: dict[str, Any] = {
         "The original image", {"200": IMAGE_BYTES, **errors(404, 422, 503)}, parameters=[ID, COLLECTION])},
     "/api/images/{id}/thumbnail": {"get": operation(
         "A cached JPEG thumbnail", {"200": IMAGE_BYTES, **errors(404, 422, 503)},
-        parameters=[ID, COLLECTION, query("size", {"anyOf": [{"type": "integer", "minimum": SMALLEST, "maximum": LARGEST},
-                                                     {"type": "string", "maxLength": 0}]},
-                                          f"longer side in pixels, served from the next of {list(BUCKETS)}; "
-                                          "empty or absent: 256")])},
+        parameters=[ID, COLLECTION, params.THUMBNAIL_SIZE.query()])},
     "/api/collections": {"get": operation(
         "Collections and their sizes", {"200": json_response("collections", ref("Collections")), **errors(503)},
         tag="manage")},
@@ -185,9 +157,10 @@ PATHS: dict[str, Any] = {
         "200": json_response("loaded: \"Successfully loaded data!\"", {"type": "string"}),
         "202": json_response("started (with wait=false)", {"type": "string"}),
         **errors(400, 401, 403, 404, 422, 503)},
-        parameters=[query("wait", {"type": "boolean"}, "false: answer 202 at once; default: when loaded")],
-        body={"required": True, "content": {JSON: {"schema": {"type": "object", "required": ["File"],
-              "properties": {"File": SERVER_PATH, "Table": {**OPTIONAL_NAME, "nullable": True}}}}}},
+        parameters=[params.WAIT.query()],
+        body={"required": True, "content": {JSON: {"schema": {"type": "object", "required": [params.SEED_FILE.name],
+              "properties": {params.SEED_FILE.name: params.SEED_FILE.schema(),
+                             params.SEED_BODY_TABLE.name: {**params.SEED_BODY_TABLE.schema(), "nullable": True}}}}}},
         secured=True, tag="seed")},
     "/img/upload": {"post": operation("Seed: upload and index one image", {
         "200": json_response("indexed", {"type": "string"}), **errors(400, 401, 413, 415, 422, 503)},
@@ -204,7 +177,8 @@ PATHS: dict[str, Any] = {
     "/progress": {"get": operation("Seed: progress of the latest load", {
         "200": json_response("current and total", {"type": "string"})}, tag="seed")},
     "/data": {"get": operation("Seed: an indexed image by its path", {"200": IMAGE_BYTES, **errors(404, 503)},
-                               parameters=[query("image_path", {"type": "string"})], tag="seed")},
+                               parameters=[{"name": "image_path", "in": "query", "required": False, "schema": {"type": "string"}}],
+                               tag="seed")},
 }
 
 

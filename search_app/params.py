@@ -1,63 +1,197 @@
-"""Parsing of client-supplied values: each failure is a 422 naming the parameter."""
+"""Every value a client sends, defined once: each parameter parses itself (a failure
+is a 422 naming it) and describes itself to `/openapi.json`, from the same bounds
+and patterns, so that what is documented and what is accepted cannot drift."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from imgsearch.settings import check_collection_name
+from imgsearch.discover import canonical_path
+from imgsearch.settings import COLLECTION_NAME, TOP_K_MAX, TOP_K_MIN, check_collection_name
+from imgsearch.thumbnails import BUCKETS, LARGEST, SMALLEST
 from imgsearch.vectors import ID_BITS, LABEL_LENGTH
 from search_app.errors import ApiError
 
+Values = Mapping[str, object]
+Schema = dict[str, Any]
 
-def integer(values: Mapping[str, object], name: str, default: int, low: int, high: int) -> int:
+
+def _given(values: Values, name: str) -> str | None:
+    """The value as text, None when absent or empty: an empty field means "not given"
+    (the web page sends its fields even when cleared)."""
     raw = values.get(name)
-    if raw is None or raw == "":
-        return default
-    text = str(raw)
-    # int() would also take " 5", "+5", "1_000" and non-ASCII digits; the documented form is digits.
-    if not (text.isascii() and text.isdigit()):
-        raise ApiError(422, f"{name} must be an integer from {low} to {high}, got {text[:40]!r}")
-    value = int(text)
-    if not low <= value <= high:
-        raise ApiError(422, f"{name} must be from {low} to {high}, got {value}")
-    return value
+    return None if raw is None or raw == "" else str(raw)
 
 
-TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+def _in_query(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-def boolean(values: Mapping[str, object], name: str, default: bool) -> bool:
-    raw = values.get(name)
-    if raw is None or raw == "":
-        return default
-    text = str(raw).strip().lower()
-    if text not in TRUE + FALSE:
-        raise ApiError(422, f"{name} must be true or false, got {str(raw)[:40]!r}")
-    return text in TRUE
+@dataclass(frozen=True)
+class Integer:
+    """Digits of an integer in [low, high]; `default` None means a setting decides."""
+
+    name: str
+    low: int
+    high: int
+    description: str
+    default: int | None = None
+
+    def parse(self, values: Values, default: int | None = None) -> int:
+        text = _given(values, self.name)
+        if text is None:
+            chosen = self.default if default is None else default
+            assert chosen is not None, f"{self.name} has no default"
+            return chosen
+        # int() would also take " 5", "+5", "1_000" and non-ASCII digits; the documented form is digits.
+        if not (text.isascii() and text.isdigit()):
+            raise ApiError(422, f"{self.name} must be an integer from {self.low} to {self.high}, "
+                                f"got {text[:40]!r}")
+        value = int(text)
+        if not self.low <= value <= self.high:
+            raise ApiError(422, f"{self.name} must be from {self.low} to {self.high}, got {value}")
+        return value
+
+    def schema(self) -> Schema:
+        # In a query or a form an empty value means "not given", so "" is valid too.
+        return {"anyOf": [{"type": "integer", "minimum": self.low, "maximum": self.high},
+                          {"type": "string", "maxLength": 0}], "description": self.description}
+
+    def query(self) -> Schema:
+        return _in_query(self.name, self.schema(), self.description)
 
 
-def collection(values: Mapping[str, object], default: str, name: str = "collection") -> str:
-    raw = values.get(name)
-    return collection_name(str(raw) if raw not in (None, "") else default)
+@dataclass(frozen=True)
+class Boolean:
+    name: str
+    description: str
+    TRUE = ("true", "1", "yes")
+    FALSE = ("false", "0", "no")
+
+    def parse(self, values: Values, default: bool) -> bool:
+        text = _given(values, self.name)
+        if text is None:
+            return default
+        if text.strip().lower() not in self.TRUE + self.FALSE:
+            raise ApiError(422, f"{self.name} must be true or false, got {text[:40]!r}")
+        return text.strip().lower() in self.TRUE
+
+    def query(self) -> Schema:
+        return _in_query(self.name, {"type": "boolean"}, self.description)
 
 
-def collection_name(value: str) -> str:
-    return check_collection_name(value)  # InvalidName answers 422 by its kind
+@dataclass(frozen=True)
+class Collection:
+    """A collection's name, or empty/absent for DEFAULT_TABLE."""
+
+    name: str
+    description: str = "empty or absent: DEFAULT_TABLE"
+
+    def parse(self, values: Values, default: str) -> str:
+        return check_collection_name(_given(values, self.name) or default)  # InvalidName: 422
+
+    def schema(self) -> Schema:
+        inner = COLLECTION_NAME.pattern.removeprefix("^").removesuffix("$")
+        return {"type": "string", "pattern": f"^({inner})?$", "description": self.description}
+
+    def query(self) -> Schema:
+        return _in_query(self.name, self.schema(), self.description)
 
 
-def label(values: Mapping[str, object]) -> str | None:
-    raw = values.get("label")
-    if raw in (None, ""):
-        return None
-    text = str(raw)
-    if len(text) > LABEL_LENGTH or any(ord(character) < 0x20 for character in text):
-        raise ApiError(422, f"label must be at most {LABEL_LENGTH} characters with no control characters")
-    return text
+@dataclass(frozen=True)
+class CollectionPath:
+    """`{name}` in a path: a collection's name, required."""
+
+    name: str = "name"
+
+    def parse(self, raw: str) -> str:
+        return check_collection_name(raw)
+
+    def parameter(self) -> Schema:
+        return {"name": self.name, "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": COLLECTION_NAME.pattern}}
 
 
-def image_id(raw: str) -> int:
-    """Path parameter {id}: anything but a known id's form is simply not found."""
-    # isdigit() alone admits "¹" and "٣", which int() then refuses or reads: ASCII only.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16 or int(raw) >= 2**ID_BITS:
-        raise ApiError(404, f"no image with id {raw[:40]!r}")
-    return int(raw)
+@dataclass(frozen=True)
+class Label:
+    name: str = "label"
+    description: str = "only images with this label"
+    # What Milvus' label array holds: at most LABEL_LENGTH characters, no control characters.
+    PATTERN = "^[^\\u0000-\\u001f]*$"
+
+    def parse(self, values: Values) -> str | None:
+        text = _given(values, self.name)
+        if text is None:
+            return None
+        if len(text) > LABEL_LENGTH or any(ord(character) < 0x20 for character in text):
+            raise ApiError(422, f"{self.name} must be at most {LABEL_LENGTH} characters "
+                                "with no control characters")
+        return text
+
+    def schema(self) -> Schema:
+        return {"type": "string", "maxLength": LABEL_LENGTH, "pattern": self.PATTERN}
+
+    def query(self) -> Schema:
+        return _in_query(self.name, self.schema(), self.description)
+
+
+@dataclass(frozen=True)
+class ImageId:
+    """`{id}` in a path: anything but a known id's form is simply not found (404)."""
+
+    name: str = "id"
+    DIGITS = len(str(2**ID_BITS - 1))
+
+    def parse(self, raw: str) -> int:
+        # isdigit() alone admits "¹" and "٣", which int() then refuses or reads: ASCII only.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > self.DIGITS or int(raw) >= 2**ID_BITS:
+            raise ApiError(404, f"no image with id {raw[:40]!r}")
+        return int(raw)
+
+    def parameter(self) -> Schema:
+        return {"name": self.name, "in": "path", "required": True, "description": "an image id, as returned by search",
+                "schema": {"type": "string", "pattern": f"^[0-9]{{1,{self.DIGITS}}}$"}}
+
+
+@dataclass(frozen=True)
+class ServerPath:
+    """A folder or image on the server that may be indexed: inside INDEX_ROOTS when set."""
+
+    name: str
+
+    def parse(self, values: Values, roots: list[str]) -> str:
+        raw = values.get(self.name)
+        if not isinstance(raw, str) or not raw or "\x00" in raw:
+            raise ApiError(422, f"{self.name} must be a non-empty string without NUL: "
+                                "a folder or image on the server")
+        path = canonical_path(raw)
+        allowed = [canonical_path(root) for root in roots]
+        if allowed and not any(path == root or path.startswith(root.rstrip("/") + "/") for root in allowed):
+            raise ApiError(403, f"{self.name} is outside INDEX_ROOTS", "forbidden")
+        if not os.path.exists(path):
+            raise ApiError(404, f"no such file or folder on the server: {raw[:200]}")
+        return path
+
+    def schema(self) -> Schema:
+        return {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]+$",
+                "description": "a folder or image on the server, inside INDEX_ROOTS when that is set"}
+
+
+TOP_K = Integer("top_k", TOP_K_MIN, TOP_K_MAX, f"{TOP_K_MIN}..{TOP_K_MAX}; empty or absent: TOP_K")
+SEED_TOP_K = Integer("topk", TOP_K_MIN, TOP_K_MAX, f"{TOP_K_MIN}..{TOP_K_MAX}; empty or absent: TOP_K")
+THUMBNAIL_SIZE = Integer("size", SMALLEST, LARGEST,
+                         f"longer side in pixels, served from the next of {list(BUCKETS)}; empty or absent: 256",
+                         default=256)
+WAIT = Boolean("wait", "false: answer 202 at once; default: when loaded")
+COLLECTION = Collection("collection")
+SEED_TABLE = Collection("table_name")
+BODY_COLLECTION = Collection("collection")
+SEED_BODY_TABLE = Collection("Table")
+COLLECTION_IN_PATH = CollectionPath()
+LABEL = Label()
+IMAGE_ID = ImageId()
+INDEX_PATH = ServerPath("path")
+SEED_FILE = ServerPath("File")

@@ -28,9 +28,8 @@ from imgsearch.collection import drop as drop_collection
 from imgsearch.decode import EXTENSIONS, decode_image
 from imgsearch.discover import canonical_path, discover
 from imgsearch.indexing import index_chunk
-from imgsearch.settings import TOP_K_MAX, TOP_K_MIN
 from search_app import params
-from search_app.api import encode_upload, index_path, json_body, read_upload, search_vector, services
+from search_app.api import encode_upload, json_body, read_upload, search_vector, services
 from search_app.auth import require_api_key
 from search_app.errors import ApiError
 from search_app.files import SAFE_HEADERS, media_type, servable_path
@@ -40,17 +39,16 @@ LOAD_POLL_SECONDS = 0.2
 
 
 def table(request: Request) -> str:
-    return params.collection(request.query_params, services(request).settings.default_table,
-                             name="table_name")
+    return params.SEED_TABLE.parse(request.query_params, services(request).settings.default_table)
 
 
 async def load(request: Request) -> Response:
     svc = services(request)
     require_api_key(request, svc.settings.api_key)
     body = await json_body(request)
-    path = index_path(svc, body.get("File"))
-    collection = params.collection({"c": body.get("Table")}, svc.settings.default_table, name="c")
-    wait = params.boolean(request.query_params, "wait", True)
+    path = params.SEED_FILE.parse(body, svc.settings.index_roots)
+    collection = params.SEED_BODY_TABLE.parse(body, svc.settings.default_table)
+    wait = params.WAIT.parse(request.query_params, True)
     status = await run_in_threadpool(svc.runs.start, path, collection)
     location = {"Location": f"/api/index/{status.run_id}"}
     if not wait:
@@ -111,8 +109,7 @@ def _write_once(target: os.PathLike[str], data: bytes) -> None:
 async def search(request: Request) -> Response:
     svc = services(request)
     data, fields = await read_upload(request)
-    top_k = params.integer({"topk": fields.get("topk", request.query_params.get("topk"))},
-                           "topk", svc.settings.top_k, TOP_K_MIN, TOP_K_MAX)
+    top_k = params.SEED_TOP_K.parse({**request.query_params, **fields}, svc.settings.top_k)
     vector = await encode_upload(svc, data)
     assert svc.batcher is not None
     results = await search_vector(svc, vector, table(request), top_k, None, encoder=svc.batcher.encoder.name)

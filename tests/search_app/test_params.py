@@ -1,0 +1,84 @@
+"""Each parameter parses what it documents: its bounds and patterns, read from the
+schema it gives /openapi.json, decide what it accepts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from imgsearch.settings import TOP_K_MAX, TOP_K_MIN
+from search_app import params
+from search_app.errors import ApiError
+from search_app.openapi import document
+
+INTEGERS = [params.TOP_K, params.SEED_TOP_K, params.THUMBNAIL_SIZE]
+
+
+@pytest.mark.parametrize("parameter", INTEGERS, ids=lambda p: p.name)
+def test_an_integer_accepts_exactly_its_documented_range(parameter: params.Integer) -> None:
+    bounds = parameter.schema()["anyOf"][0]
+    low, high = bounds["minimum"], bounds["maximum"]
+    for value in (low, high, (low + high) // 2):
+        assert parameter.parse({parameter.name: str(value)}, default=low) == value
+    for value in (low - 1, high + 1):
+        with pytest.raises(ApiError) as refused:
+            parameter.parse({parameter.name: str(value)}, default=low)
+        assert refused.value.status == 422 and parameter.name in refused.value.detail
+    assert parameter.parse({parameter.name: ""}, default=low + 1) == low + 1  # empty: not given
+    for text in ("+5", " 5", "5.0", "1_0", "٣", "five"):
+        with pytest.raises(ApiError):
+            parameter.parse({parameter.name: text}, default=low)
+
+
+def test_top_k_bounds_are_the_settings_bounds() -> None:
+    assert params.TOP_K.schema()["anyOf"][0] == {"type": "integer", "minimum": TOP_K_MIN, "maximum": TOP_K_MAX}
+
+
+@pytest.mark.parametrize("name", ["a", "_x", "A" * 255, "voc_2012"])
+def test_a_collection_name_matching_the_documented_pattern_is_accepted(name: str) -> None:
+    assert re.match(params.COLLECTION.schema()["pattern"], name)
+    assert re.match(params.COLLECTION_IN_PATH.parameter()["schema"]["pattern"], name)
+    assert params.COLLECTION.parse({"collection": name}, "default") == name
+    assert params.COLLECTION_IN_PATH.parse(name) == name
+
+
+@pytest.mark.parametrize("name", ["1a", "a-b", "A" * 256, "é", "a b"])
+def test_a_collection_name_outside_the_documented_pattern_is_refused(name: str) -> None:
+    assert not re.match(params.COLLECTION.schema()["pattern"], name)
+    with pytest.raises(Exception) as refused:
+        params.COLLECTION.parse({"collection": name}, "default")
+    assert getattr(refused.value, "status", None) == 422
+
+
+def test_a_label_is_refused_exactly_where_its_schema_says() -> None:
+    schema = params.LABEL.schema()
+    longest = "x" * schema["maxLength"]
+    assert params.LABEL.parse({"label": longest}) == longest
+    for bad in (longest + "x", "tab\there"):
+        assert len(bad) > schema["maxLength"] or not re.match(schema["pattern"], bad)
+        with pytest.raises(ApiError):
+            params.LABEL.parse({"label": bad})
+
+
+def test_an_image_id_is_found_only_in_its_documented_form() -> None:
+    pattern = params.IMAGE_ID.parameter()["schema"]["pattern"]
+    largest = 2**53 - 1
+    assert re.match(pattern, str(largest)) and params.IMAGE_ID.parse(str(largest)) == largest
+    for raw in ("-1", "1" * 17, "¹", str(2**53)):
+        with pytest.raises(ApiError) as refused:
+            params.IMAGE_ID.parse(raw)
+        assert refused.value.status == 404
+
+
+def test_the_document_takes_every_query_parameter_from_its_parser() -> None:
+    """No schema of a parameter is written by hand in the document: each is one a parser gives."""
+    given = [p.query() for p in (params.TOP_K, params.COLLECTION, params.LABEL, params.SEED_TABLE,
+                                 params.THUMBNAIL_SIZE, params.WAIT)]
+    given += [params.IMAGE_ID.parameter(), params.COLLECTION_IN_PATH.parameter()]
+    for path, item in document()["paths"].items():
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                if (path, parameter["name"]) in {("/data", "image_path"), ("/api/index/{run_id}", "run_id")}:
+                    continue  # any text: looked up, never parsed
+                assert parameter in given, (method, path, parameter["name"])
