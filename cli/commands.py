@@ -136,16 +136,15 @@ def _search(image: Path, collection: str, top_k: int | None, label: str | None, 
 
 
 def count(arguments: argparse.Namespace) -> int:
-    from imgsearch.collection import counts
+    from imgsearch.collection import CollectionCounts, counts
 
-    found = counts(_stores(), _collection(arguments))
-    figures = {"collection": found.name, "indexed": found.indexed, "failed": found.failed,
-               "pending": found.pending, "vectors": found.vectors}
+    name = _collection(arguments)
+    found = counts(_stores(), name) or CollectionCounts(name)  # the seed's count: 0 for no collection
     if arguments.json:
-        print_json(figures)
+        print_json(found.as_dict())
     else:
-        print(f"{figures['indexed']} images indexed in {found.name} "
-              f"({figures['vectors']} vectors, {figures['failed']} failed, {figures['pending']} pending)")
+        print(f"{found.indexed} images indexed in {name} "
+              f"({found.vectors} vectors, {found.failed} failed, {found.pending} pending)")
     return 0
 
 

@@ -52,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _stop_children()
             print("imgsearch: interrupted", file=sys.stderr)
             return 130
-        if isinstance(error, UsageError):
-            parser.print_usage(sys.stderr)
+        if isinstance(error, UsageError):  # the command's own usage line, as argparse's errors give
+            print(arguments.usage().rstrip(), file=sys.stderr)
             print(f"imgsearch: error: {error}", file=sys.stderr)
             return 2
         if _expected(error):
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, usage=sub.format_usage)
         return sub
 
     from cli import commands as run

@@ -256,6 +256,13 @@ class Catalog:
         with _errors(self.where, "count records"), self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
+    def status_counts(self, collection: str) -> dict[str, int]:
+        """Records of the collection by status, in one query; empty for an unknown collection."""
+        query = (select(ImageRecord.status, func.count()).where(ImageRecord.collection == collection)
+                 .group_by(ImageRecord.status))
+        with _errors(self.where, "count records"), self.engine.connect() as connection:
+            return {status: int(number) for status, number in connection.execute(query)}
+
     def failures(self, collection: str, limit: int = 1000) -> list[tuple[str, str]]:
         query = (
             select(ImageRecord.path, ImageRecord.error)

@@ -4,7 +4,7 @@ The CLI, the flows' tasks, the JSON API and the seed's routes all call these."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from imgsearch import resources
 from imgsearch.catalog import FAILED, INDEXED, PENDING, Catalog
@@ -46,22 +46,25 @@ def vectors_of(settings: Settings) -> VectorStore:
 
 @dataclass(frozen=True)
 class CollectionCounts:
-    name: str
-    indexed: int
-    vectors: int
-    failed: int
-    pending: int
+    collection: str
+    indexed: int = 0
+    vectors: int = 0
+    failed: int = 0
+    pending: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
 
 
-def counts(stores: Stores, name: str) -> CollectionCounts:
-    """Records by status and vectors; all zero for a collection that does not exist."""
-    return CollectionCounts(
-        name=name,
-        indexed=stores.catalog.count(name, INDEXED),
-        vectors=stores.vectors.count(name),
-        failed=stores.catalog.count(name, FAILED),
-        pending=stores.catalog.count(name, PENDING),
-    )
+def counts(stores: Stores, name: str) -> CollectionCounts | None:
+    """Records by status and vectors (one query to each store); None for a collection
+    that neither store holds."""
+    statuses = stores.catalog.status_counts(name)
+    vectors = stores.vectors.count_if_exists(name)
+    if vectors is None and not statuses:
+        return None
+    return CollectionCounts(name, statuses.get(INDEXED, 0), vectors or 0, statuses.get(FAILED, 0),
+                            statuses.get(PENDING, 0))
 
 
 def exists(stores: Stores, name: str) -> bool:

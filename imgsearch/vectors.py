@@ -238,8 +238,12 @@ class VectorStore:
         return {int(row["id"]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
 
     def count(self, name: str) -> int:
+        return self.count_if_exists(name) or 0
+
+    def count_if_exists(self, name: str) -> int | None:
+        """Vectors in the collection, None if there is no such collection."""
         if not self.has_collection(name):
-            return 0
+            return None
         result = self._on_loaded(name, f"count {name}", lambda: self.client.query(
             name, filter="", output_fields=["count(*)"]))
         return int(result[0]["count(*)"])

@@ -18,7 +18,6 @@ from imgsearch.catalog import FAILED
 from imgsearch.collection import counts as collection_counts
 from imgsearch.collection import delete as delete_from_both
 from imgsearch.collection import drop as drop_from_both
-from imgsearch.collection import exists as collection_exists
 from imgsearch.decode import decode_image
 from imgsearch.searching import Result, nearest
 from search_app import params
@@ -180,9 +179,9 @@ async def collection_detail(request: Request) -> Response:
     svc = services(request)
     name = params.COLLECTION_IN_PATH.parse(request.path_params["name"])
     stores = await run_in_threadpool(svc.stores)
-    if not await run_in_threadpool(collection_exists, stores, name):
-        raise ApiError(404, f"no collection named {name!r}")
     found = await run_in_threadpool(collection_counts, stores, name)
+    if found is None:
+        raise ApiError(404, f"no collection named {name!r}")
     return JSONResponse({
         "name": name, "count": found.indexed, "vectors": found.vectors, "failed": found.failed,
         "pending": found.pending, "labels": await run_in_threadpool(stores.catalog.label_counts, name),

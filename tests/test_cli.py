@@ -65,6 +65,7 @@ def test_index_search_count_delete_drop(run, tmp_path: Path, photos: list[Photo]
 
     refused = run("drop")
     assert refused.returncode == 2 and "--yes" in refused.stderr  # a usage mistake, as argparse exits
+    assert refused.stderr.startswith("usage: imgsearch drop ")  # with the command's own usage line
     assert run("drop", "--yes").returncode == 0
     assert json.loads(run("count", "--json").stdout)["indexed"] == 0
 
