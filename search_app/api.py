@@ -206,13 +206,18 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def start_index(request: Request) -> Response:
+async def run_request(request: Request, path: params.ServerPath, collection: params.Collection) -> tuple[str, str]:
+    """The folder and collection of a request to start an index run (`/api/index`, the
+    seed's `/img/load`), once its API key is checked."""
     svc = services(request)
     require_api_key(request, svc.settings.api_key)
     body = await json_body(request)
-    path = params.INDEX_PATH.parse(body, svc.settings.index_roots)
-    collection = params.BODY_COLLECTION.parse(body, svc.settings.default_table)
-    status = await run_in_threadpool(svc.runs.start, path, collection)
+    return path.parse(body, svc.settings.index_roots), collection.parse(body, svc.settings.default_table)
+
+
+async def start_index(request: Request) -> Response:
+    path, collection = await run_request(request, params.INDEX_PATH, params.BODY_COLLECTION)
+    status = await run_in_threadpool(services(request).runs.start, path, collection)
     return JSONResponse({"run_id": status.run_id, "status_url": f"/api/index/{status.run_id}"},
                         status_code=202)
 

@@ -29,7 +29,7 @@ from imgsearch.decode import EXTENSIONS, decode_image
 from imgsearch.discover import canonical_path, discover
 from imgsearch.indexing import index_chunk
 from search_app import params
-from search_app.api import encode_upload, json_body, read_upload, search_vector, services
+from search_app.api import encode_upload, run_request, read_upload, search_vector, services
 from search_app.auth import require_api_key
 from search_app.errors import ApiError
 from search_app.files import SAFE_HEADERS, media_type, servable_path
@@ -44,10 +44,7 @@ def table(request: Request) -> str:
 
 async def load(request: Request) -> Response:
     svc = services(request)
-    require_api_key(request, svc.settings.api_key)
-    body = await json_body(request)
-    path = params.SEED_FILE.parse(body, svc.settings.index_roots)
-    collection = params.SEED_BODY_TABLE.parse(body, svc.settings.default_table)
+    path, collection = await run_request(request, params.SEED_FILE, params.SEED_BODY_TABLE)
     wait = params.WAIT.parse(request.query_params, True)
     status = await run_in_threadpool(svc.runs.start, path, collection)
     location = {"Location": f"/api/index/{status.run_id}"}
