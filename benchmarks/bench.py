@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cli.processes import free_port, wait_until_healthy
+from imgsearch.processes import free_port, wait_until_healthy
 from imgsearch import runtime
 from imgsearch.samples import augment, make_voc_sample
 from imgsearch.settings import get_settings

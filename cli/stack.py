@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from cli.processes import listens, wait_until, wait_until_healthy
+from imgsearch.processes import listens, wait_until, wait_until_healthy
 from imgsearch import runtime
 from imgsearch.errors import ImgsearchError
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Self
 
-from cli.processes import free_port, listens, wait_until
+from imgsearch.processes import free_port, listens, wait_until
 
 BIN = Path(sys.executable).parent
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"

@@ -131,7 +131,7 @@ def milvus_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         from milvus import MilvusServer
     except ImportError:
         pytest.skip("the `milvus` package (Milvus standalone) is not installed: ./setup.sh --test")
-    from cli.processes import free_port
+    from imgsearch.processes import free_port
 
     server = MilvusServer()
     server.set_base_dir(str(tmp_path_factory.mktemp("milvus-standalone")))

@@ -22,7 +22,7 @@ import httpx
 import psutil
 import pytest
 
-from cli.processes import free_port
+from imgsearch.processes import free_port
 from imgsearch.runtime import is_noise
 from imgsearch.samples import Photo
 from tests.conftest import write_folder

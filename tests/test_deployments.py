@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.processes import free_port, wait_until_healthy
+from imgsearch.processes import free_port, wait_until_healthy
 from deployments.definitions import prefect_yaml
 from imgsearch.samples import Photo
 from tests.conftest import ROOT, write_folder

@@ -18,7 +18,7 @@ ALLOWED = {
     "deployments": {"flows", "tasks", "imgsearch"},
     "cli": {"search_app", "deployments", "flows", "tasks", "imgsearch", "benchmarks"},
     # Beside the CLI, not in the product: `imgsearch bench` runs it, and it starts `imgsearch` commands.
-    "benchmarks": {"cli", "search_app", "flows", "tasks", "imgsearch"},
+    "benchmarks": {"search_app", "flows", "tasks", "imgsearch"},
 }
 
 

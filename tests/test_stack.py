@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from cli.processes import free_port
+from imgsearch.processes import free_port
 from imgsearch.samples import Photo, recompressed_copy
 from tests.conftest import seed_prefect_home, write_folder
 from tests.test_deployments import clean_env

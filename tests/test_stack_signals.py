@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.processes import free_port, listens
+from imgsearch.processes import free_port, listens
 from tests.conftest import seed_prefect_home
 from tests.test_cli_signals import Command
 from tests.test_deployments import clean_env

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.load import run_load
-from cli.processes import free_port, wait_until_healthy
+from imgsearch.processes import free_port, wait_until_healthy
 from imgsearch.discover import canonical_path
 from imgsearch.samples import Photo, recompressed_copy
 from imgsearch.vectors import image_id

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.conftest import write_folder
-from cli.processes import free_port, wait_until_healthy
+from imgsearch.processes import free_port, wait_until_healthy
 from tests.test_deployments import clean_env
 
 pytestmark = pytest.mark.usefixtures("weights")

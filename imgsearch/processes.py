@@ -1,4 +1,5 @@
-"""Helpers for the processes `imgsearch` starts: free ports and waiting for them to be ready."""
+"""The processes `imgsearch` starts (the stack of `up`, the bench's servers): free ports,
+and waiting for them to be ready."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def wait_until(ready: Callable[[], bool], process: Process, seconds: float, what
     deadline = time.monotonic() + seconds
     while not ready():
         if process.poll() is not None:
-            raise RuntimeError(f"{' '.join(map(str, process.args))} exited with {process.returncode}")
+            command = process.args if isinstance(process.args, (list, tuple)) else [process.args]
+            raise RuntimeError(f"{' '.join(str(part) for part in command)} exited with {process.returncode}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready within {seconds:g} s")
         time.sleep(0.3)
