@@ -1,4 +1,9 @@
-"""Request bodies larger than the upload limit are refused with 413, even without Content-Length."""
+"""Request bodies larger than the upload limit are refused with 413, even without Content-Length.
+
+Not Starlette 1.10's `max_body_size`: when the declared Content-Length is over the
+limit, its middleware replaces whatever response the app starts, the JSON error
+of our handlers included, with a plain-text "Content Too Large" (`send_with_limit`
+in `starlette/middleware/body_limit.py`), and every error here is JSON."""
 
 from __future__ import annotations
 
