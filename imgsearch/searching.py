@@ -7,16 +7,19 @@ more than `top_k` so that such hits do not shorten the answer.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from imgsearch.catalog import INDEXED, Catalog
-from imgsearch.decode import decode_image
+from imgsearch.decode import DecodeError, decode_image
+from imgsearch.errors import BadInput
 from imgsearch.models import AnyEncoder
 from imgsearch.vectors import VectorStore
 
 SLACK = 8
+MIN_SCORE_LOW, MIN_SCORE_HIGH = -1.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,36 @@ class Result:
 
 def encode_query(encoder: AnyEncoder, data: bytes) -> np.ndarray:
     """One query image's feature vector (raises DecodeError on a bad image)."""
-    vector: np.ndarray = encoder.embed(decode_image(data).pixels[np.newaxis])[0]
+    vector: np.ndarray = encode_queries(encoder, [("image", data)])[0]
     return vector
+
+
+def encode_queries(encoder: AnyEncoder, images: Sequence[tuple[str, bytes]]) -> np.ndarray:
+    """The feature vectors of several query images (name, bytes), in one model batch."""
+    vectors: np.ndarray = encoder.embed(np.stack(decode_queries(images)))
+    return vectors
+
+
+def decode_queries(images: Sequence[tuple[str, bytes]]) -> list[np.ndarray]:
+    """Each query image's pixels. One that is not an image fails them all with its DecodeError,
+    named by its place and name when there are several."""
+    pixels = []
+    for number, (name, data) in enumerate(images, start=1):
+        try:
+            pixels.append(decode_image(data).pixels)
+        except DecodeError as error:
+            if len(images) == 1:
+                raise
+            raise type(error)(f"image {number} ({name[:80]}): {error}") from None
+    return pixels
+
+
+def check_min_score(min_score: float | None) -> float | None:
+    """Cosine similarity lies in [-1, 1]: a threshold outside it is a mistake, not a filter."""
+    if min_score is not None and not (MIN_SCORE_LOW <= min_score <= MIN_SCORE_HIGH):
+        raise BadInput(f"min_score must be from {MIN_SCORE_LOW} to {MIN_SCORE_HIGH} (cosine similarity), "
+                       f"got {min_score}")
+    return min_score
 
 
 def nearest(
@@ -41,22 +72,48 @@ def nearest(
     catalog: Catalog,
     *,
     label: str | None = None,
-    exclude: int | None = None,
+    exclude: Collection[int] = (),
     encoder: str | None = None,
+    min_score: float | None = None,
 ) -> list[Result]:
-    """The `top_k` indexed images nearest to `vector`, best first. `encoder`: the
+    """The `top_k` indexed images nearest to `vector`, best first; only those at least
+    `min_score` similar when it is given (fewer then, never padded). `encoder`: the
     encoder that made `vector`; a collection of another encoder's vectors is refused."""
+    return nearest_each(vector[np.newaxis], collection, top_k, vectors, catalog, label=label, exclude=exclude,
+                        encoder=encoder, min_score=min_score)[0]
+
+
+def nearest_each(
+    queries: np.ndarray,
+    collection: str,
+    top_k: int,
+    vectors: VectorStore,
+    catalog: Catalog,
+    *,
+    label: str | None = None,
+    exclude: Collection[int] = (),
+    encoder: str | None = None,
+    min_score: float | None = None,
+) -> list[list[Result]]:
+    """`nearest` for each row of `queries`, in their order: one Milvus search and one
+    catalog read for all of them."""
+    check_min_score(min_score)
     if encoder is not None:
         vectors.check_encoder(collection, encoder)
-    hits = vectors.search(collection, vector[np.newaxis], top_k + SLACK + (exclude is not None), label)[0]
-    hits = [hit for hit in hits if hit.id != exclude]
-    records = catalog.get(collection, [hit.id for hit in hits])
-    results = []
-    for hit in hits:
-        record = records.get(hit.id)
-        if record is None or record.status != INDEXED:
-            continue
-        results.append(Result(hit.id, record.path, hit.score, list(record.labels or [])))
-        if len(results) == top_k:
-            break
-    return results
+    excluded = set(exclude)
+    found = vectors.search(collection, queries, top_k + SLACK + len(excluded), label)
+    kept = [[hit for hit in hits if hit.id not in excluded and (min_score is None or hit.score >= min_score)]
+            for hits in found]
+    records = catalog.get(collection, sorted({hit.id for hits in kept for hit in hits}))
+    answers = []
+    for hits in kept:
+        results: list[Result] = []
+        for hit in hits:
+            record = records.get(hit.id)
+            if record is None or record.status != INDEXED:
+                continue
+            results.append(Result(hit.id, record.path, hit.score, list(record.labels or [])))
+            if len(results) == top_k:
+                break
+        answers.append(results)
+    return answers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,7 @@ from imgsearch.catalog import FAILED
 from imgsearch.collection import counts as collection_counts
 from imgsearch.collection import delete as delete_from_both
 from imgsearch.collection import drop as drop_from_both
-from imgsearch.decode import decode_image
-from imgsearch.searching import Result, nearest
+from imgsearch.searching import Result, decode_queries, nearest_each
 from search_app import params
 from search_app.auth import require_api_key
 from search_app.errors import ApiError
@@ -40,71 +40,109 @@ def result_json(result: Result, collection: str) -> dict[str, Any]:
     }
 
 
-async def read_upload(request: Request, field: str = "image") -> tuple[bytes, dict[str, str]]:
-    """The uploaded file's bytes and the form's text fields; 400/415 when absent or wrong."""
+MAX_QUERY_IMAGES = 16  # per /api/search request: one forward pass of the query batcher
+
+
+async def read_uploads(request: Request, field: str = "image",
+                       most: int = 1) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """The uploaded files of `field` as (file name, bytes) in their order, and the form's
+    text fields; 400/413/415 when absent, too many or not a form."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(415, f"send multipart/form-data with the image in the field {field!r}")
-    form = await request.form(max_files=2, max_fields=20)
-    upload = form.get(field)
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
-    if not isinstance(upload, UploadFile):
-        await form.close()
-        raise ApiError(400, f"no file in the multipart field {field!r}")
+    form = await request.form(max_files=most + 1, max_fields=20)
     try:
-        data = await upload.read()
+        uploads = [value for value in form.getlist(field) if isinstance(value, UploadFile)]
+        fields = {key: value for key, value in form.items() if isinstance(value, str)}
+        if not uploads:
+            raise ApiError(400, f"no file in the multipart field {field!r}")
+        if len(uploads) > most:
+            raise ApiError(413, f"at most {most} image{'s' if most > 1 else ''} per request, "
+                                f"got more in the field {field!r}")
+        files = [(upload.filename or f"image {number}", await upload.read())
+                 for number, upload in enumerate(uploads, start=1)]
     finally:
         await form.close()
-    return data, fields
+    return files, fields
 
 
-async def search_vector(
-    svc: Services, vector: np.ndarray, collection: str, top_k: int, label: str | None,
-    exclude: int | None = None, encoder: str | None = None,
-) -> list[Result]:
-    """`encoder`: the one that made `vector` (None: a vector of the collection itself)."""
+async def read_upload(request: Request, field: str = "image") -> tuple[bytes, dict[str, str]]:
+    """The one uploaded file's bytes and the form's text fields."""
+    files, fields = await read_uploads(request, field)
+    return files[0][1], fields
+
+
+def query_and_form(request: Request, fields: dict[str, str],
+                   *checks: Callable[[params.Values], object]) -> dict[str, object]:
+    """A value may come in the query or the form (the form wins); each given one must pass
+    `checks` wherever it was sent."""
+    for given in (request.query_params, fields):
+        for check in checks:
+            check(given)
+    return {**request.query_params, **fields}
+
+
+async def search_vectors(
+    svc: Services, queries: np.ndarray, collection: str, top_k: int, label: str | None, *,
+    exclude: Collection[int] = (), encoder: str | None = None, min_score: float | None = None,
+) -> list[list[Result]]:
+    """The nearest indexed images of each query vector, in their order. `encoder`: the one
+    that made the vectors (None: vectors of the collection itself)."""
     vectors, catalog = await run_in_threadpool(svc.vectors), await run_in_threadpool(svc.catalog)
     if not await run_in_threadpool(vectors.exists, collection):
         raise ApiError(404, f"no collection named {collection!r}")
     return await run_in_threadpool(
-        lambda: nearest(vector, collection, top_k, vectors, catalog, label=label, exclude=exclude,
-                        encoder=encoder)
+        lambda: nearest_each(queries, collection, top_k, vectors, catalog, label=label, exclude=exclude,
+                             encoder=encoder, min_score=min_score)
     )
 
 
+async def search_vector(
+    svc: Services, vector: np.ndarray, collection: str, top_k: int, label: str | None, *,
+    exclude: Collection[int] = (), encoder: str | None = None, min_score: float | None = None,
+) -> list[Result]:
+    return (await search_vectors(svc, vector[np.newaxis], collection, top_k, label, exclude=exclude,
+                                 encoder=encoder, min_score=min_score))[0]
+
+
 async def encode_upload(svc: Services, data: bytes) -> np.ndarray:
-    decoded = await run_in_threadpool(decode_image, data)
+    (pixels,) = await run_in_threadpool(decode_queries, [("image", data)])
     assert svc.batcher is not None
-    return await svc.batcher.embed(decoded.pixels)
+    return await svc.batcher.embed(pixels)
 
 
 async def search(request: Request) -> Response:
-    """Search by upload; `Server-Timing` says where the time went."""
+    """Search by one uploaded image, or several (one model batch, answers in their order);
+    `Server-Timing` says where the time went."""
     marks = [("start", time.perf_counter())]
     svc = services(request)
-    data, fields = await read_upload(request)
-    # A value may come in the query or the form (the form wins); each given one must be valid.
-    for given in (request.query_params, fields):
-        params.TOP_K.parse(given, svc.settings.top_k)
-        params.COLLECTION.parse(given, svc.settings.default_table)
-        params.LABEL.parse(given)
-    values = {**request.query_params, **fields}
+    files, fields = await read_uploads(request, most=MAX_QUERY_IMAGES)
+    values = query_and_form(request, fields, lambda given: params.TOP_K.parse(given, svc.settings.top_k),
+                            lambda given: params.COLLECTION.parse(given, svc.settings.default_table),
+                            params.LABEL.parse, params.MIN_SCORE.parse)
     top_k = params.TOP_K.parse(values, svc.settings.top_k)
     collection = params.COLLECTION.parse(values, svc.settings.default_table)
     label = params.LABEL.parse(values)
+    min_score = params.MIN_SCORE.parse(values)
     marks.append(("upload", time.perf_counter()))
-    decoded = await run_in_threadpool(decode_image, data)
+    pixels = await run_in_threadpool(decode_queries, files)
     marks.append(("decode", time.perf_counter()))
     assert svc.batcher is not None
-    vector = await svc.batcher.embed(decoded.pixels)
+    queries = np.stack(await svc.batcher.embed_each(pixels))
     marks.append(("encode", time.perf_counter()))
-    results = await search_vector(svc, vector, collection, top_k, label, encoder=svc.batcher.encoder.name)
+    answers = await search_vectors(svc, queries, collection, top_k, label, encoder=svc.batcher.encoder.name,
+                                   min_score=min_score)
     marks.append(("search", time.perf_counter()))
     took = marks[-1][1] - marks[0][1]
     request.app.state.metrics.search.observe(took)
     timing = ", ".join(f"{name};dur={1000 * (t - marks[i][1]):.1f}" for i, (name, t) in enumerate(marks[1:]))
-    return JSONResponse({"results": [result_json(r, collection) for r in results],
-                         "took_ms": round(took * 1000, 2)}, headers={"Server-Timing": timing})
+    body: dict[str, Any] = {"took_ms": round(took * 1000, 2)}
+    if len(files) == 1:
+        body["results"] = [result_json(r, collection) for r in answers[0]]
+    else:
+        body["queries"] = [{"image": name, "results": [result_json(r, collection) for r in results]}
+                           for (name, _), results in zip(files, answers, strict=True)]
+    return JSONResponse(body, headers={"Server-Timing": timing})
 
 
 async def record_for(request: Request) -> tuple[Services, str, Any]:
@@ -123,11 +161,12 @@ async def similar(request: Request) -> Response:
     svc, collection, record = await record_for(request)
     top_k = params.TOP_K.parse(request.query_params, svc.settings.top_k)
     label = params.LABEL.parse(request.query_params)
+    min_score = params.MIN_SCORE.parse(request.query_params)
     vectors = await run_in_threadpool(svc.vectors)
     stored = (await run_in_threadpool(vectors.vectors, collection, [record.id])).get(record.id)
     if stored is None or record.status == FAILED:
         raise ApiError(404, f"image {record.id} has no stored vector in {collection!r}")
-    results = await search_vector(svc, stored, collection, top_k, label, exclude=record.id)
+    results = await search_vector(svc, stored, collection, top_k, label, exclude=[record.id], min_score=min_score)
     return JSONResponse({"results": [result_json(r, collection) for r in results],
                          "took_ms": round((time.perf_counter() - started) * 1000, 2)})
 

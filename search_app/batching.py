@@ -44,6 +44,15 @@ class QueryBatcher:
         await self._queue.put((pixels, future))
         return await future
 
+    async def embed_each(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Several images of one request: queued together, so that they share a forward
+        pass (up to `max_batch`), answered in their order."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[np.ndarray]] = [loop.create_future() for _ in images]
+        for pixels, future in zip(images, futures, strict=True):
+            self._queue.put_nowait((pixels, future))
+        return list(await asyncio.gather(*futures))
+
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]

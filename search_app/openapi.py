@@ -10,6 +10,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 import imgsearch
 from search_app import params
+from search_app.api import MAX_QUERY_IMAGES
 
 JSON = "application/json"
 
@@ -26,21 +27,31 @@ def errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
 
 
-def upload(*fields: params.Integer | params.Collection | params.Label) -> dict[str, Any]:
-    """A multipart body: the image, and text fields described by the parameters that parse them."""
+def form_schema(field: params.Integer | params.Collection | params.Label | params.Score) -> dict[str, Any]:
+    return field.form_schema() if isinstance(field, params.Integer) else field.schema()
+
+
+def upload(*fields: params.Integer | params.Collection | params.Label | params.Score,
+           most: int = 1) -> dict[str, Any]:
+    """A multipart body: the image (or up to `most` of them), and text fields described by
+    the parameters that parse them."""
+    image = {"type": "string", "format": "binary", "minLength": 1}
+    if most > 1:
+        image = {"anyOf": [image, {"type": "array", "items": image, "minItems": 1, "maxItems": most}],
+                 "description": f"one image, or up to {most} in this field repeated: answered in their order"}
     return {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["image"],
-        "properties": {"image": {"type": "string", "format": "binary", "minLength": 1},
-                       **{field.name: field.schema() for field in fields}}}}}}
+        "properties": {"image": image, **{field.name: field.schema() for field in fields}}}}}}
 
 
 ID = params.IMAGE_ID.parameter()
 NAME = params.COLLECTION_IN_PATH.parameter()
-TOP_K, COLLECTION, LABEL, TABLE = (params.TOP_K.query(), params.COLLECTION.query(), params.LABEL.query(),
-                                   params.SEED_TABLE.query())
+TOP_K, COLLECTION, LABEL, TABLE, MIN_SCORE = (params.TOP_K.query(), params.COLLECTION.query(),
+                                              params.LABEL.query(), params.SEED_TABLE.query(),
+                                              params.MIN_SCORE.query())
 SECURED = [{"bearer": []}, {"apiKey": []}]
-UPLOAD = upload(params.TOP_K, params.COLLECTION, params.LABEL)
-SEED_UPLOAD = upload(params.SEED_TOP_K)
+UPLOAD = upload(params.TOP_K, params.COLLECTION, params.LABEL, params.MIN_SCORE, most=MAX_QUERY_IMAGES)
+SEED_UPLOAD = upload(params.SEED_TOP_K, params.MIN_SCORE)
 IMAGE_ONLY = upload()
 IMAGE_BYTES = {"description": "the image", "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}
 
@@ -55,6 +66,13 @@ SCHEMAS: dict[str, Any] = {
     "Results": {"type": "object", "required": ["results", "took_ms"],
                 "properties": {"results": {"type": "array", "items": ref("Result")},
                                "took_ms": {"type": "number"}}},
+    "SearchAnswer": {"type": "object", "required": ["took_ms"], "description": (
+        "one image sent: `results`; several: `queries`, one per image in the order sent"), "properties": {
+        "results": {"type": "array", "items": ref("Result")},
+        "queries": {"type": "array", "items": {"type": "object", "required": ["image", "results"], "properties": {
+            "image": {"type": "string", "description": "the file name sent"},
+            "results": {"type": "array", "items": ref("Result")}}}},
+        "took_ms": {"type": "number"}}},
     "Image": {"type": "object", "required": ["id", "collection", "path", "status", "labels"],
               "properties": {"id": {"type": "integer"}, "collection": {"type": "string"},
                              "path": {"type": "string"}, "sha256": {"type": "string", "nullable": True},
@@ -111,12 +129,13 @@ def operation(summary: str, responses: dict[str, Any], *, parameters: list[Any] 
 
 PATHS: dict[str, Any] = {
     "/api/search": {"post": operation(
-        "Search by an uploaded image", {"200": json_response("nearest images, best first", ref("Results")),
-                                        **errors(400, 404, 413, 415, 422, 503)},
-        parameters=[TOP_K, COLLECTION, LABEL], body=UPLOAD)},
+        "Search by uploaded images", {"200": json_response("nearest images, best first", ref("SearchAnswer")),
+                                      **errors(400, 404, 413, 415, 422, 503)},
+        parameters=[TOP_K, COLLECTION, LABEL, MIN_SCORE], body=UPLOAD)},
     "/api/images/{id}/similar": {"get": operation(
         "More like an indexed image", {"200": json_response("nearest images", ref("Results")),
-                                       **errors(404, 422, 503)}, parameters=[ID, TOP_K, COLLECTION, LABEL])},
+                                       **errors(404, 422, 503)},
+        parameters=[ID, TOP_K, COLLECTION, LABEL, MIN_SCORE])},
     "/api/images/{id}": {
         "get": operation("An image's record", {"200": json_response("the record", ref("Image")),
                                                **errors(404, 422, 503)}, parameters=[ID, COLLECTION]),
@@ -168,7 +187,8 @@ PATHS: dict[str, Any] = {
     "/img/search": {"post": operation("Seed: search, as [[path, distance], ...]", {
         "200": json_response("nearest first (squared L2 of unit vectors)", {"type": "array", "items": {
             "type": "array", "minItems": 2, "maxItems": 2, "items": {}}}),
-        **errors(400, 404, 413, 415, 422, 503)}, parameters=[TABLE], body=SEED_UPLOAD, tag="seed")},
+        **errors(400, 404, 413, 415, 422, 503)}, parameters=[TABLE, MIN_SCORE], body=SEED_UPLOAD,
+        tag="seed")},
     "/img/count": {"post": operation("Seed: count images", {
         "200": json_response("count", {"type": "integer"}), **errors(422, 503)}, parameters=[TABLE], tag="seed")},
     "/img/drop": {"post": operation("Seed: drop a collection", {

@@ -5,6 +5,7 @@ and patterns, so that what is documented and what is accepted cannot drift."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,58 @@ class Integer:
         # In a query or a form an empty value means "not given", so "" is valid too.
         return {"anyOf": [{"type": "integer", "minimum": self.low, "maximum": self.high},
                           {"type": "string", "maxLength": 0}], "description": self.description}
+
+    def form_schema(self) -> Schema:
+        """As a multipart field, where every value is text: the digits of low..high, or empty."""
+        return {"type": "string", "pattern": f"^(0*({integer_range_pattern(self.low, self.high)}))?$",
+                "description": self.description}
+
+    def query(self) -> Schema:
+        return _in_query(self.name, self.schema(), self.description)
+
+
+def integer_range_pattern(low: int, high: int) -> str:
+    """A regular expression alternation matching the decimal integers low..high, without
+    sign or leading zeros: 1..100 gives `[1-9]|[1-9][0-9]|100`."""
+    assert 0 <= low <= high
+    stops = {high}
+    nines = 1  # low with its last digits turned to 9: 16 -> 19, 99, 999 ...
+    while low <= (stop := int(str(low)[:-nines] + "9" * nines)) < high:
+        stops.add(stop)
+        nines += 1
+    zeros = 1  # high + 1 with its last digits turned to 0, minus 1: 1024 -> 1019, 999 ...
+    while low < (stop := (high + 1) // 10**zeros * 10**zeros - 1) <= high:
+        stops.add(stop)
+        zeros += 1
+    alternatives, start = [], low
+    for stop in sorted(stops):
+        first, last = str(start), str(stop)
+        alternatives.append("".join(a if a == b else f"[{a}-{b}]" for a, b in zip(first, last, strict=True)))
+        start = stop + 1
+    return "|".join(alternatives)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A similarity threshold in [-1, 1], written as a decimal ("0.9", "-.5", "1"); empty or
+    absent: none. One pattern for the query and the form, where every value is text."""
+
+    name: str
+    description: str
+    low, high = -1.0, 1.0
+    PATTERN = r"^([+-]?(0*\.[0-9]+|0+(\.[0-9]*)?|0*1(\.0*)?))?$"
+
+    def parse(self, values: Values) -> float | None:
+        text = _given(values, self.name)
+        if text is None:
+            return None
+        if not re.match(self.PATTERN, text):
+            raise ApiError(422, f"{self.name} must be a decimal number from {self.low:g} to {self.high:g}, "
+                                f"got {text[:40]!r}")
+        return float(text)
+
+    def schema(self) -> Schema:
+        return {"type": "string", "pattern": self.PATTERN, "description": self.description}
 
     def query(self) -> Schema:
         return _in_query(self.name, self.schema(), self.description)
@@ -185,6 +238,9 @@ SEED_TOP_K = Integer("topk", TOP_K_MIN, TOP_K_MAX, f"{TOP_K_MIN}..{TOP_K_MAX}; e
 THUMBNAIL_SIZE = Integer("size", SMALLEST, LARGEST,
                          f"longer side in pixels, served from the next of {list(BUCKETS)}; empty or absent: 256",
                          default=256)
+MIN_SCORE = Score("min_score",
+                  "only results at least this similar (cosine, -1..1): fewer than top_k then, never padded; "
+                  "empty or absent: no threshold")
 WAIT = Boolean("wait", "false: answer 202 at once; default: when loaded")
 COLLECTION = Collection("collection")
 SEED_TABLE = Collection("table_name")

@@ -29,7 +29,7 @@ from imgsearch.decode import EXTENSIONS, decode_image
 from imgsearch.discover import canonical_path, discover
 from imgsearch.indexing import index_chunk
 from search_app import params
-from search_app.api import encode_upload, run_request, read_upload, search_vector, services
+from search_app.api import encode_upload, query_and_form, run_request, read_upload, search_vector, services
 from search_app.auth import require_api_key
 from search_app.errors import ApiError
 from search_app.files import SAFE_HEADERS, media_type, servable_path
@@ -106,10 +106,14 @@ def _write_once(target: os.PathLike[str], data: bytes) -> None:
 async def search(request: Request) -> Response:
     svc = services(request)
     data, fields = await read_upload(request)
-    top_k = params.SEED_TOP_K.parse({**request.query_params, **fields}, svc.settings.top_k)
+    values = query_and_form(request, fields, lambda given: params.SEED_TOP_K.parse(given, svc.settings.top_k),
+                            params.MIN_SCORE.parse)
+    top_k = params.SEED_TOP_K.parse(values, svc.settings.top_k)
+    min_score = params.MIN_SCORE.parse(values)
     vector = await encode_upload(svc, data)
     assert svc.batcher is not None
-    results = await search_vector(svc, vector, table(request), top_k, None, encoder=svc.batcher.encoder.name)
+    results = await search_vector(svc, vector, table(request), top_k, None, encoder=svc.batcher.encoder.name,
+                                  min_score=min_score)
     return JSONResponse([[r.path, round(max(0.0, 2.0 - 2.0 * r.score), 6)] for r in results])
 
 

@@ -74,7 +74,7 @@ def test_an_image_id_is_found_only_in_its_documented_form() -> None:
 def test_the_document_takes_every_query_parameter_from_its_parser() -> None:
     """No schema of a parameter is written by hand in the document: each is one a parser gives."""
     given = [p.query() for p in (params.TOP_K, params.COLLECTION, params.LABEL, params.SEED_TABLE,
-                                 params.THUMBNAIL_SIZE, params.WAIT)]
+                                 params.THUMBNAIL_SIZE, params.WAIT, params.MIN_SCORE)]
     given += [params.IMAGE_ID.parameter(), params.COLLECTION_IN_PATH.parameter()]
     for path, item in document()["paths"].items():
         for method, operation in item.items():
@@ -82,3 +82,23 @@ def test_the_document_takes_every_query_parameter_from_its_parser() -> None:
                 if (path, parameter["name"]) in {("/data", "image_path"), ("/api/index/{run_id}", "run_id")}:
                     continue  # any text: looked up, never parsed
                 assert parameter in given, (method, path, parameter["name"])
+
+
+def test_min_score_accepts_exactly_its_documented_pattern() -> None:
+    pattern = params.MIN_SCORE.schema()["pattern"]
+    for text, value in (("-1", -1.0), ("1", 1.0), ("1.000", 1.0), ("0.85", 0.85), (".5", 0.5), ("-0", 0.0),
+                        ("", None)):
+        assert re.match(pattern, text) and params.MIN_SCORE.parse({"min_score": text}) == value
+    for text in ("1.0001", "-1.5", "2", "nan", "inf", "-inf", "0,5", "1_0", " 1", "5e-1", "+", ".", "٠.5"):
+        assert not re.match(pattern, text), text
+        with pytest.raises(ApiError) as refused:
+            params.MIN_SCORE.parse({"min_score": text})
+        assert refused.value.status == 422
+
+
+@pytest.mark.parametrize("parameter", INTEGERS, ids=lambda p: p.name)
+def test_an_integer_form_field_pattern_is_exactly_its_range(parameter: params.Integer) -> None:
+    pattern = re.compile(parameter.form_schema()["pattern"])
+    for value in range(parameter.high + 50):
+        assert bool(pattern.match(str(value))) == (parameter.low <= value <= parameter.high), value
+    assert pattern.match("") and pattern.match(f"00{parameter.high}") and not pattern.match("+5")

@@ -1,0 +1,101 @@
+"""Beyond one image and top_k: several query images in one request, and a minimum score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search_app.api import MAX_QUERY_IMAGES
+from tests.search_app.conftest import COLLECTION, Site
+from tests.search_app.test_api import Q, assert_error, query_bytes
+
+
+def search(site: Site, files: list[tuple[str, tuple[str, bytes]]], **params: object) -> dict:
+    with site.client() as client:
+        response = client.post("/api/search", params={**Q, **params}, files=files)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_several_images_are_answered_in_their_order_as_each_alone(site: Site, tmp_path: Path) -> None:
+    chosen = [5, 0, 17]
+    queries = [(f"q{index}.jpg", query_bytes(site, index, tmp_path)) for index in chosen]
+    together = search(site, [("image", query) for query in queries], top_k=4)
+    assert "results" not in together and [q["image"] for q in together["queries"]] == [n for n, _ in queries]
+    for index, query, answer in zip(chosen, queries, together["queries"], strict=True):
+        alone = search(site, [("image", query)], top_k=4)["results"]
+        assert answer["results"][0]["path"] == str(site.photos[index])
+        assert [r["id"] for r in answer["results"]] == [r["id"] for r in alone]
+        assert [r["score"] for r in answer["results"]] == pytest.approx([r["score"] for r in alone], abs=1e-4)
+
+
+def test_several_images_share_one_forward_pass(site: Site, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def passes() -> float:
+        with site.client() as client:
+            text = client.get("/metrics").text
+        family = next(f for f in text_string_to_metric_families(text) if f.name == "imgsearch_query_batch_size")
+        return next(s.value for s in family.samples if s.name.endswith("_count"))
+
+    before = passes()
+    search(site, [("image", (f"q{i}.jpg", query_bytes(site, i, tmp_path))) for i in range(6)])
+    assert passes() == before + 1
+
+
+def test_more_images_than_allowed_is_413_and_no_image_is_400(site: Site, tmp_path: Path) -> None:
+    one = query_bytes(site, 1, tmp_path)
+    with site.client() as client:
+        too_many = client.post("/api/search", params=Q,
+                               files=[("image", (f"{n}.jpg", one)) for n in range(MAX_QUERY_IMAGES + 1)])
+        assert f"at most {MAX_QUERY_IMAGES} images" in assert_error(too_many, 413)["detail"]
+        far_too_many = client.post("/api/search", params=Q,
+                                   files=[("image", (f"{n}.jpg", b"x")) for n in range(MAX_QUERY_IMAGES + 5)])
+        assert far_too_many.status_code in (400, 413) and set(far_too_many.json()) == {"error", "detail"}
+        assert_error(client.post("/api/search", params=Q, files={"other": ("a.jpg", one)}), 400)
+
+
+def test_a_bad_image_among_several_is_named(site: Site, tmp_path: Path) -> None:
+    with site.client() as client:
+        response = client.post("/api/search", params=Q, files=[
+            ("image", ("good.jpg", query_bytes(site, 1, tmp_path))), ("image", ("notes.jpg", b"plain text"))])
+    detail = assert_error(response, 415)["detail"]
+    assert detail.startswith("image 2 (notes.jpg):")
+
+
+def test_min_score_keeps_only_results_that_similar_and_never_pads(site: Site, tmp_path: Path) -> None:
+    query = [("image", ("q.jpg", query_bytes(site, 9, tmp_path)))]
+    everything = search(site, query, top_k=20)["results"]
+    threshold = (everything[2]["score"] + everything[3]["score"]) / 2  # between the third and the fourth
+    kept = search(site, query, top_k=20, min_score=f"{threshold:.6f}")["results"]
+    assert [r["id"] for r in kept] == [r["id"] for r in everything[:3]]
+    assert search(site, query, top_k=20, min_score="1")["results"] == []
+    assert len(search(site, query, top_k=5, min_score="-1")["results"]) == 5
+    with site.client() as client:  # a form field works as the query does
+        form = client.post("/api/search", params=Q, data={"min_score": f"{threshold:.6f}", "top_k": "20"},
+                           files=query).json()["results"]
+    assert [r["id"] for r in form] == [r["id"] for r in kept]
+
+
+def test_min_score_on_more_like_this_and_the_seed_search(site: Site, tmp_path: Path) -> None:
+    from imgsearch.vectors import image_id
+
+    image = image_id(str(site.photos[2]))
+    with site.client() as client:
+        similar = client.get(f"/api/images/{image}/similar", params={**Q, "top_k": 20}).json()["results"]
+        cut = (similar[0]["score"] + similar[1]["score"]) / 2
+        kept = client.get(f"/api/images/{image}/similar",
+                          params={**Q, "top_k": 20, "min_score": f"{cut:.6f}"}).json()["results"]
+        assert [r["id"] for r in kept] == [similar[0]["id"]]
+        seed = client.post("/img/search", params={"table_name": COLLECTION, "min_score": "1"},
+                           files={"image": ("q.jpg", query_bytes(site, 2, tmp_path))})
+        assert seed.status_code == 200 and seed.json() == []
+
+
+@pytest.mark.parametrize("value", ["1.5", "-2", "nan", "inf", "0,5", " 0.5", "high", "1e-1"])
+def test_min_score_outside_minus_one_to_one_or_not_a_number_is_422(site: Site, tmp_path: Path, value: str) -> None:
+    with site.client() as client:
+        response = client.post("/api/search", params={**Q, "min_score": value},
+                               files={"image": ("q.jpg", query_bytes(site, 1, tmp_path))})
+        assert "min_score" in assert_error(response, 422)["detail"]
