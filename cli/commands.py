@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,26 +113,40 @@ def index(arguments: argparse.Namespace) -> int:
 
 
 def search(arguments: argparse.Namespace) -> int:
-    return _search(Path(arguments.image), _collection(arguments), arguments.top_k, arguments.label,
-                   arguments.json)
+    return _search([Path(image) for image in arguments.images], _collection(arguments), arguments.top_k,
+                   arguments.label, arguments.json, min_score=arguments.min_score)
 
 
-def _search(image: Path, collection: str, top_k: int | None, label: str | None, as_json: bool) -> int:
-    from imgsearch.searching import encode_query, nearest
+def _search(images: list[Path], collection: str, top_k: int | None, label: str | None, as_json: bool,
+            min_score: float | None = None) -> int:
+    """Search by each image (groups of QUERY_BATCH share a model batch and a Milvus search);
+    one image prints its results, several print them under each image's path."""
+    from imgsearch.searching import QUERY_BATCH, encode_queries, nearest_each
     from tasks import stores
 
-    if not image.is_file():
-        raise FileNotFoundError(f"no such image: {image}")
+    for image in images:
+        if not image.is_file():
+            raise FileNotFoundError(f"no such image: {image}")
     both, encoder = _stores(), stores.encoder()
-    results = nearest(encode_query(encoder, image.read_bytes()), collection, top_k or settings().top_k,
-                      both.vectors, both.catalog, label=label, encoder=encoder.name)
+    answers = []
+    for start in range(0, len(images), QUERY_BATCH):
+        group = images[start : start + QUERY_BATCH]
+        queries = encode_queries(encoder, [(str(image), image.read_bytes()) for image in group])
+        answers += nearest_each(queries, collection, top_k or settings().top_k, both.vectors, both.catalog,
+                                label=label, encoder=encoder.name, min_score=min_score)
     if as_json:
-        print_json([r.__dict__ for r in results])
+        rows = [[asdict(result) for result in results] for results in answers]
+        print_json(rows[0] if len(images) == 1 else
+                   [{"image": str(image), "results": results} for image, results in zip(images, rows, strict=True)])
         return 0
-    if not results:
-        print(f"no indexed images in {collection}")
-    for rank, result in enumerate(results, start=1):
-        print(f"{rank:3d}  {result.score:.4f}  {result.path}  [{', '.join(result.labels)}]")
+    for image, results in zip(images, answers, strict=True):
+        if len(images) > 1:
+            print(f"{image}:")
+        if not results:
+            print(f"no indexed images in {collection}" if min_score is None else
+                  f"no indexed image in {collection} at least {min_score:g} similar")
+        for rank, result in enumerate(results, start=1):
+            print(f"{rank:3d}  {result.score:.4f}  {result.path}  [{', '.join(result.labels)}]")
     return 0
 
 
@@ -291,4 +306,4 @@ def demo(arguments: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         query = recompressed_copy(Path(first), Path(tmp) / "query.jpg")
         print(f"\nsearching with a resized, recompressed copy of {first}:")
-        return _search(query, _collection(arguments), 5, None, as_json=False)
+        return _search([query], _collection(arguments), 5, None, as_json=False)

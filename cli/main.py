@@ -141,9 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dask: DASK_ADDRESS, or a local cluster of 2 processes (needs a Milvus server)")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    search = command("search", run.search, "Print the indexed images nearest to IMAGE.")
-    search.add_argument("image")
+    search = command("search", run.search, "Print the indexed images nearest to each IMAGE.")
+    search.add_argument("images", nargs="+", metavar="IMAGE")
     search.add_argument("--top-k", type=_top_k, default=None)
+    search.add_argument("--min-score", type=_score, default=None,
+                        help="only results at least this similar (cosine, -1 to 1); fewer then, never padded")
     search.add_argument("--label", default=None, help="only images with this label")
     _collection(search)
     search.add_argument("--json", action="store_true")
@@ -226,6 +228,16 @@ def _top_k(text: str) -> int:
     value = _positive(text)
     if value > TOP_K_MAX:
         raise argparse.ArgumentTypeError(f"must be at most {TOP_K_MAX}")
+    return value
+
+
+def _score(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not -1.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be from -1 to 1 (cosine similarity)")
     return value
 
 

@@ -19,6 +19,7 @@ from imgsearch.models import AnyEncoder
 from imgsearch.vectors import VectorStore
 
 SLACK = 8
+QUERY_BATCH = 16  # query images encoded together: one request of /api/search, a group of the CLI's
 MIN_SCORE_LOW, MIN_SCORE_HIGH = -1.0, 1.0
 
 

@@ -19,7 +19,7 @@ from imgsearch.catalog import FAILED
 from imgsearch.collection import counts as collection_counts
 from imgsearch.collection import delete as delete_from_both
 from imgsearch.collection import drop as drop_from_both
-from imgsearch.searching import Result, decode_queries, nearest_each
+from imgsearch.searching import QUERY_BATCH, Result, decode_queries, nearest_each
 from search_app import params
 from search_app.auth import require_api_key
 from search_app.errors import ApiError
@@ -40,7 +40,7 @@ def result_json(result: Result, collection: str) -> dict[str, Any]:
     }
 
 
-MAX_QUERY_IMAGES = 16  # per /api/search request: one forward pass of the query batcher
+MAX_QUERY_IMAGES = QUERY_BATCH  # per /api/search request: one forward pass of the query batcher
 
 
 async def read_uploads(request: Request, field: str = "image",

@@ -51,6 +51,20 @@ def test_index_search_count_delete_drop(run, tmp_path: Path, photos: list[Photo]
     assert len(results) == 7 and results[0]["path"] == str(target)
     assert results[0]["labels"] == [target.parent.name]
 
+    # Several images at once: each answered under its own path, in the order given; a threshold
+    # keeps fewer results rather than padding.
+    other = recompressed_copy(paths[2], tmp_path / "other.jpg", scale=0.8, quality=60)
+    both = json.loads(run("search", str(other), str(query), "--top-k", "3", "--json").stdout)
+    assert [entry["image"] for entry in both] == [str(other), str(query)]
+    assert [entry["results"][0]["path"] for entry in both] == [str(paths[2]), str(target)]
+    cut = (results[0]["score"] + results[1]["score"]) / 2
+    strict = json.loads(run("search", str(query), "--top-k", "7", "--min-score", f"{cut:.6f}", "--json").stdout)
+    assert [r["path"] for r in strict] == [str(target)]
+    listed = run("search", str(other), str(query), "--top-k", "2")
+    assert listed.stdout.splitlines()[0] == f"{other}:" and f"{query}:" in listed.stdout.splitlines()
+    refused = run("search", str(query), "--min-score", "1.5")
+    assert refused.returncode == 2 and "--min-score" in refused.stderr
+
     again = run("index", str(tmp_path / "photos"), "--json")
     assert json.loads(again.stdout)["skipped"] == 40
     counted = run("count", "--json")
