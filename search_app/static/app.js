@@ -24,6 +24,8 @@ function params() {
   const query = new URLSearchParams({ top_k: $("top-k").value, collection: $("collection").value });
   const label = $("label").value.trim();
   if (label) query.set("label", label);
+  const minScore = $("min-score").value.trim();
+  if (minScore) query.set("min_score", minScore);
   return query;
 }
 
@@ -31,7 +33,9 @@ function showResults(data, title) {
   const list = $("results");
   list.replaceChildren();
   $("results-title").hidden = false;
-  $("results-title").textContent = `${title} — ${data.results.length} results in ${data.took_ms} ms`;
+  const minScore = $("min-score").value.trim();
+  const threshold = minScore ? ` at least ${minScore} similar` : "";
+  $("results-title").textContent = `${title} — ${data.results.length} results${threshold} in ${data.took_ms} ms`;
   for (const result of data.results) {
     const item = document.createElement("li");
     item.tabIndex = 0;
@@ -206,5 +210,6 @@ wireDropZone();
 $("search-again").addEventListener("click", () => state.lastSearch && state.lastSearch());
 $("collection").addEventListener("change", () => { loadLabels(); if (state.lastSearch) state.lastSearch(); });
 $("top-k").addEventListener("change", () => state.lastSearch && state.lastSearch());
+$("min-score").addEventListener("change", () => state.lastSearch && state.lastSearch());
 $("index-form").addEventListener("submit", startIndex);
 loadCollections();

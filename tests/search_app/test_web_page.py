@@ -52,6 +52,16 @@ def test_pick_an_image_then_click_a_result(browser: object, site: Site, tmp_path
                            " return i !== null && i.complete; })()")
     assert page.locator("#results li img").first.evaluate("img => img.naturalWidth > 0")
 
+    # A minimum score keeps only the results that similar: set between the second and third, two stay.
+    scores = [float(text) for text in page.locator("#results li .score").all_inner_texts()]
+    page.fill("#min-score", f"{(scores[1] + scores[2]) / 2:.5f}")
+    page.dispatch_event("#min-score", "change")
+    page.wait_for_function("document.querySelectorAll('#results li').length === 2")
+    assert "2 results at least" in page.locator("#results-title").inner_text()
+    page.fill("#min-score", "")
+    page.dispatch_event("#min-score", "change")
+    page.wait_for_function("document.querySelectorAll('#results li').length === 10")
+
     second = page.locator("#results li").nth(1)
     clicked = second.locator(".path").inner_text()
     second.click()
