@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -250,15 +250,25 @@ class VectorStore:
 
     def iter_ids(self, name: str, batch: int = 1000) -> Iterator[int]:
         """Every stored id (for reconciling with the catalog)."""
+        for rows in self._iterate(name, ["id"], batch, f"list ids of {name}"):
+            yield from (int(row["id"]) for row in rows)
+
+    def iter_vectors(self, name: str, batch: int = 1000) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Every stored vector with its id, `batch` at a time: (ids, a float32 matrix)."""
+        for rows in self._iterate(name, ["id", VECTOR_FIELD], batch, f"read vectors of {name}"):
+            yield ([int(row["id"]) for row in rows],
+                   np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32))
+
+    def _iterate(self, name: str, fields: list[str], batch: int, operation: str) -> Iterator[list[dict[str, Any]]]:
         if not self.has_collection(name):
             return
-        iterator = self._on_loaded(name, f"list ids of {name}", lambda: self.client.query_iterator(
-            name, batch_size=batch, filter="id >= 0", output_fields=["id"]
+        iterator = self._on_loaded(name, operation, lambda: self.client.query_iterator(
+            name, batch_size=batch, filter="id >= 0", output_fields=fields
         ))
-        with _errors(self.uri, f"list ids of {name}"):
+        with _errors(self.uri, operation):
             try:
                 while rows := iterator.next():
-                    yield from (int(row["id"]) for row in rows)
+                    yield rows
             finally:
                 iterator.close()
 
