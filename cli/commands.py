@@ -150,6 +150,25 @@ def _search(images: list[Path], collection: str, top_k: int | None, label: str |
     return 0
 
 
+def duplicates(arguments: argparse.Namespace) -> int:
+    from imgsearch.duplicates import DEFAULT_MIN_SCORE, duplicate_groups
+
+    name, both = _collection(arguments), _stores()
+    min_score = DEFAULT_MIN_SCORE if arguments.min_score is None else arguments.min_score
+    groups = duplicate_groups(name, both.vectors, both.catalog, min_score)
+    if arguments.json:
+        print_json({"collection": name, "min_score": min_score, "groups": [g.as_dict() for g in groups]})
+        return 0
+    if not groups:
+        print(f"no duplicates in {name} at min score {min_score:g}")
+    for number, group in enumerate(groups, start=1):
+        print(f"group {number}: {len(group.images)} images, similarity >= {group.score:.4f}")
+        for image in group.images:
+            size = f"{image.width}x{image.height}" if image.width else "?"
+            print(f"  {image.score:.4f}  {size:>9}  {image.path}")
+    return 0
+
+
 def count(arguments: argparse.Namespace) -> int:
     from imgsearch.collection import CollectionCounts, counts
 

@@ -150,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     _collection(search)
     search.add_argument("--json", action="store_true")
 
+    duplicates = command("duplicates", run.duplicates,
+                         "List groups of indexed images that are copies of each other, the largest first.")
+    _collection(duplicates)
+    duplicates.add_argument("--min-score", type=_score, default=None,
+                            help="link images at least this similar (0.5 to 1; default 0.93: copies, "
+                                 "not other photos of the same scene)")
+    duplicates.add_argument("--json", action="store_true")
+
     count = command("count", run.count, "Count the indexed images of a collection.")
     _collection(count)
     count.add_argument("--json", action="store_true")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class DuplicateGroup:
         """The lowest similarity of an image to the first one."""
         return min(image.score for image in self.images[1:])
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         return {"size": len(self.images), "score": round(self.score, 6),
                 "images": [{**asdict(image), "score": round(image.score, 6)} for image in self.images]}
 

@@ -19,6 +19,7 @@ from imgsearch.catalog import FAILED
 from imgsearch.collection import counts as collection_counts
 from imgsearch.collection import delete as delete_from_both
 from imgsearch.collection import drop as drop_from_both
+from imgsearch.duplicates import DEFAULT_MIN_SCORE, DuplicateGroup, duplicate_groups
 from imgsearch.searching import QUERY_BATCH, Result, decode_queries, nearest_each
 from search_app import params
 from search_app.auth import require_api_key
@@ -31,13 +32,22 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def result_json(result: Result, collection: str) -> dict[str, Any]:
+def links(image_id: int, collection: str) -> dict[str, str]:
+    """Where a client gets an indexed image and its thumbnail."""
     suffix = f"?collection={collection}"
-    return {
-        "id": result.id, "path": result.path, "score": round(result.score, 6), "labels": result.labels,
-        "image_url": f"/api/images/{result.id}/file{suffix}",
-        "thumbnail_url": f"/api/images/{result.id}/thumbnail{suffix}",
-    }
+    return {"image_url": f"/api/images/{image_id}/file{suffix}",
+            "thumbnail_url": f"/api/images/{image_id}/thumbnail{suffix}"}
+
+
+def result_json(result: Result, collection: str) -> dict[str, Any]:
+    return {"id": result.id, "path": result.path, "score": round(result.score, 6), "labels": result.labels,
+            **links(result.id, collection)}
+
+
+def group_json(group: DuplicateGroup, collection: str) -> dict[str, Any]:
+    body = group.as_dict()
+    body["images"] = [{**image, **links(image["id"], collection)} for image in body["images"]]
+    return body
 
 
 MAX_QUERY_IMAGES = QUERY_BATCH  # per /api/search request: one forward pass of the query batcher
@@ -173,10 +183,7 @@ async def similar(request: Request) -> Response:
 
 async def image_record(request: Request) -> Response:
     _, collection, record = await record_for(request)
-    body = record.as_dict()
-    body["image_url"] = f"/api/images/{record.id}/file?collection={collection}"
-    body["thumbnail_url"] = f"/api/images/{record.id}/thumbnail?collection={collection}"
-    return JSONResponse(body)
+    return JSONResponse({**record.as_dict(), **links(record.id, collection)})
 
 
 async def image_file(request: Request) -> Response:
@@ -225,6 +232,19 @@ async def collection_detail(request: Request) -> Response:
         "name": name, "count": found.indexed, "vectors": found.vectors, "failed": found.failed,
         "pending": found.pending, "labels": await run_in_threadpool(stores.catalog.label_counts, name),
     })
+
+
+async def collection_duplicates(request: Request) -> Response:
+    started = time.perf_counter()
+    svc = services(request)
+    name = params.COLLECTION_IN_PATH.parse(request.path_params["name"])
+    given = params.DUPLICATES_MIN_SCORE.parse(request.query_params)
+    min_score = DEFAULT_MIN_SCORE if given is None else given
+    stores = await run_in_threadpool(svc.stores)
+    groups = await run_in_threadpool(duplicate_groups, name, stores.vectors, stores.catalog, min_score)
+    return JSONResponse({"collection": name, "min_score": min_score,
+                         "groups": [group_json(group, name) for group in groups],
+                         "took_ms": round((time.perf_counter() - started) * 1000, 2)})
 
 
 async def drop_collection(request: Request) -> Response:
@@ -298,6 +318,7 @@ ROUTES = [
     Route("/api/images/{id}", ImageEndpoint),
     Route("/api/collections", collections, methods=["GET"]),
     Route("/api/collections/{name}", CollectionEndpoint),
+    Route("/api/collections/{name}/duplicates", collection_duplicates, methods=["GET"]),
     Route("/api/index", start_index, methods=["POST"]),
     Route("/api/index/{run_id}", index_status, methods=["GET"]),
 ]

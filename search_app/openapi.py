@@ -95,6 +95,20 @@ SCHEMAS: dict[str, Any] = {
                                   "pending": {"type": "integer",
                                               "description": "found by a run, not yet indexed"},
                                   "labels": {"type": "object", "additionalProperties": {"type": "integer"}}}},
+    "DuplicateGroups": {"type": "object", "required": ["collection", "min_score", "groups", "took_ms"], "properties": {
+        "collection": {"type": "string"}, "min_score": {"type": "number"}, "took_ms": {"type": "number"},
+        "groups": {"type": "array", "description": "the largest groups first, then the closest", "items": {
+            "type": "object", "required": ["size", "score", "images"], "properties": {
+                "size": {"type": "integer", "minimum": 2},
+                "score": {"type": "number", "description": "the lowest similarity of an image to the first"},
+                "images": {"type": "array", "description": "the one to keep first: most pixels, then most bytes",
+                           "items": {"type": "object", "required": ["id", "path", "score"], "properties": {
+                               "id": {"type": "integer"}, "path": {"type": "string"},
+                               "score": {"type": "number", "description": "similarity to the first image"},
+                               "width": {"type": "integer", "nullable": True},
+                               "height": {"type": "integer", "nullable": True},
+                               "size": {"type": "integer", "nullable": True},
+                               "image_url": {"type": "string"}, "thumbnail_url": {"type": "string"}}}}}}}}},
     "IndexRequest": {"type": "object", "required": [params.INDEX_PATH.name], "properties": {
         params.INDEX_PATH.name: params.INDEX_PATH.schema(),
         params.BODY_COLLECTION.name: {**params.BODY_COLLECTION.schema(), "nullable": True}}},
@@ -157,6 +171,10 @@ PATHS: dict[str, Any] = {
         "delete": operation("Drop a collection", {"200": json_response("dropped", {"type": "object"}),
                                                   **errors(401, 404, 422, 503)},
                             parameters=[NAME], secured=True, tag="manage")},
+    "/api/collections/{name}/duplicates": {"get": operation(
+        "Groups of images that are copies of each other", {
+            "200": json_response("the groups", ref("DuplicateGroups")), **errors(404, 422, 503)},
+        parameters=[NAME, params.DUPLICATES_MIN_SCORE.query()], tag="manage")},
     "/api/index": {"post": operation(
         "Start indexing a folder on the server (a Prefect flow run)", {
             "202": json_response("started", ref("IndexStarted")), **errors(400, 401, 403, 404, 422, 503)},

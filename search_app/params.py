@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgsearch.discover import canonical_path
+from imgsearch.duplicates import DEFAULT_MIN_SCORE, LOWEST_MIN_SCORE
+from imgsearch.searching import MIN_SCORE_HIGH, MIN_SCORE_LOW
 from imgsearch.settings import COLLECTION_NAME, TOP_K_MAX, TOP_K_MIN, check_collection_name
 from imgsearch.thumbnails import BUCKETS, LARGEST, SMALLEST
 from imgsearch.vectors import ID_BITS, LABEL_LENGTH
@@ -93,25 +95,27 @@ def integer_range_pattern(low: int, high: int) -> str:
 
 @dataclass(frozen=True)
 class Score:
-    """A similarity threshold in [-1, 1], written as a decimal ("0.9", "-.5", "1"); empty or
-    absent: none. One pattern for the query and the form, where every value is text."""
+    """A similarity threshold in [low, high], written as a decimal ("0.9", "-.5", "1"); empty or
+    absent: none. One pattern for the query and the form, where every value is text; it spells
+    the bounds out (a test checks it against them)."""
 
     name: str
     description: str
-    low, high = -1.0, 1.0
-    PATTERN = r"^([+-]?(0*\.[0-9]+|0+(\.[0-9]*)?|0*1(\.0*)?))?$"
+    low: float
+    high: float
+    pattern: str
 
     def parse(self, values: Values) -> float | None:
         text = _given(values, self.name)
         if text is None:
             return None
-        if not re.match(self.PATTERN, text):
+        if not re.match(self.pattern, text):
             raise ApiError(422, f"{self.name} must be a decimal number from {self.low:g} to {self.high:g}, "
                                 f"got {text[:40]!r}")
         return float(text)
 
     def schema(self) -> Schema:
-        return {"type": "string", "pattern": self.PATTERN, "description": self.description}
+        return {"type": "string", "pattern": self.pattern, "description": self.description}
 
     def query(self) -> Schema:
         return _in_query(self.name, self.schema(), self.description)
@@ -240,7 +244,12 @@ THUMBNAIL_SIZE = Integer("size", SMALLEST, LARGEST,
                          default=256)
 MIN_SCORE = Score("min_score",
                   "only results at least this similar (cosine, -1..1): fewer than top_k then, never padded; "
-                  "empty or absent: no threshold")
+                  "empty or absent: no threshold", MIN_SCORE_LOW, MIN_SCORE_HIGH,
+                  r"^([+-]?(0*\.[0-9]+|0+(\.[0-9]*)?|0*1(\.0*)?))?$")
+DUPLICATES_MIN_SCORE = Score("min_score",
+                             f"link images at least this similar (cosine, {LOWEST_MIN_SCORE:g}..1); empty or absent: "
+                             f"{DEFAULT_MIN_SCORE:g}, which groups copies, not other photos of a scene",
+                             LOWEST_MIN_SCORE, 1.0, r"^(0*\.[5-9][0-9]*|0*1(\.0*)?)?$")
 WAIT = Boolean("wait", "false: answer 202 at once; default: when loaded")
 COLLECTION = Collection("collection")
 SEED_TABLE = Collection("table_name")

@@ -126,3 +126,21 @@ def test_demo_indexes_a_folder_then_finds_a_copy_of_its_first_photo(  # type: ig
     first_hit = next(line for line in done.stdout.splitlines() if line.strip().startswith("1 "))
     assert str(paths[0]) in first_hit, done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_duplicates_lists_the_planted_groups(run, tmp_path: Path, photos: list[Photo]) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_duplicates import plant
+
+    expected, _ = plant(tmp_path / "library", photos)
+    assert run("index", str(tmp_path / "library")).returncode == 0
+    found = run("duplicates", "--json")
+    assert found.returncode == 0, found.stderr
+    body = json.loads(found.stdout)
+    assert body["min_score"] == 0.93 and [g["size"] for g in body["groups"]] == [3, 3, 2]
+    assert sorted(sorted(i["path"] for i in g["images"]) for g in body["groups"]) == sorted(sorted(e) for e in expected)
+    listed = run("duplicates", "--min-score", "0.99999").stdout.splitlines()
+    headings = [line for line in listed if line.startswith("group ")]
+    assert len(headings) == 2 and all(": 2 images, similarity >= " in line for line in headings)
+    assert len(listed) == 2 + 2 * 2  # each group's heading and its images, one a line
+    assert_one_line_error(run("duplicates", "--min-score", "0.2"), "min_score for duplicates must be from 0.5")
+    assert_one_line_error(run("duplicates", "--collection", "nothing"), "no collection named 'nothing'")

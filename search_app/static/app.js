@@ -94,6 +94,48 @@ async function moreLikeThis(result) {
   }
 }
 
+async function showDuplicates(name) {
+  setStatus(`Looking for duplicates in ${name}…`);
+  const query = new URLSearchParams();
+  const minScore = $("min-score").value.trim();
+  if (minScore) query.set("min_score", minScore);
+  try {
+    const data = await api(`/api/collections/${encodeURIComponent(name)}/duplicates?${query}`);
+    const list = $("results");
+    list.replaceChildren();
+    $("results-title").hidden = false;
+    $("results-title").textContent =
+      `Duplicates in ${name} — ${data.groups.length} groups at least ${data.min_score} similar, in ${data.took_ms} ms`;
+    data.groups.forEach((group, number) => {
+      const item = document.createElement("li");
+      item.className = "group";
+      const title = document.createElement("div");
+      title.className = "group-title";
+      title.textContent = `Group ${number + 1}: ${group.size} images, similarity ≥ ${group.score.toFixed(4)}`;
+      const images = document.createElement("div");
+      images.className = "group-images";
+      for (const image of group.images) {
+        const figure = document.createElement("figure");
+        const thumbnail = document.createElement("img");
+        thumbnail.src = image.thumbnail_url;
+        thumbnail.alt = image.path;
+        thumbnail.loading = "lazy";
+        const caption = document.createElement("figcaption");
+        const size = image.width ? `${image.width}×${image.height}` : "";
+        caption.textContent = `${image.score.toFixed(4)} ${size} ${image.path}`;
+        figure.append(thumbnail, caption);
+        images.append(figure);
+      }
+      item.append(title, images);
+      list.append(item);
+    });
+    setStatus(data.groups.length ? "" : `No duplicates in ${name} at min score ${data.min_score}`);
+    state.lastSearch = () => showDuplicates(name);
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
 function pick(file) {
   if (!file) return;
   state.file = file;
@@ -120,10 +162,17 @@ async function loadCollections() {
     for (const collection of data.collections) {
       const item = document.createElement("li");
       const name = document.createElement("span");
+      name.className = "name";
       name.textContent = collection.name;
       const count = document.createElement("span");
       count.textContent = collection.count.toLocaleString();
-      item.append(name, count);
+      const duplicates = document.createElement("button");
+      duplicates.type = "button";
+      duplicates.className = "duplicates";
+      duplicates.textContent = "Duplicates";
+      duplicates.title = `Groups of copies in ${collection.name} (Min score, if set, from 0.5)`;
+      duplicates.addEventListener("click", () => showDuplicates(collection.name));
+      item.append(name, count, duplicates);
       list.append(item);
     }
     await loadLabels();

@@ -74,7 +74,8 @@ def test_an_image_id_is_found_only_in_its_documented_form() -> None:
 def test_the_document_takes_every_query_parameter_from_its_parser() -> None:
     """No schema of a parameter is written by hand in the document: each is one a parser gives."""
     given = [p.query() for p in (params.TOP_K, params.COLLECTION, params.LABEL, params.SEED_TABLE,
-                                 params.THUMBNAIL_SIZE, params.WAIT, params.MIN_SCORE)]
+                                 params.THUMBNAIL_SIZE, params.WAIT, params.MIN_SCORE,
+                                 params.DUPLICATES_MIN_SCORE)]
     given += [params.IMAGE_ID.parameter(), params.COLLECTION_IN_PATH.parameter()]
     for path, item in document()["paths"].items():
         for method, operation in item.items():
@@ -102,3 +103,18 @@ def test_an_integer_form_field_pattern_is_exactly_its_range(parameter: params.In
     for value in range(parameter.high + 50):
         assert bool(pattern.match(str(value))) == (parameter.low <= value <= parameter.high), value
     assert pattern.match("") and pattern.match(f"00{parameter.high}") and not pattern.match("+5")
+
+
+@pytest.mark.parametrize("parameter", [params.MIN_SCORE, params.DUPLICATES_MIN_SCORE], ids=lambda p: p.description[:20])
+def test_a_score_pattern_spells_out_exactly_its_bounds(parameter: params.Score) -> None:
+    from imgsearch.duplicates import LOWEST_MIN_SCORE
+    from imgsearch.searching import MIN_SCORE_HIGH, MIN_SCORE_LOW
+
+    assert (parameter.low, parameter.high) in {(MIN_SCORE_LOW, MIN_SCORE_HIGH), (LOWEST_MIN_SCORE, 1.0)}
+    pattern = re.compile(parameter.schema()["pattern"])
+    for hundredths in range(-150, 151):
+        for text in (f"{hundredths / 100:.2f}", f"{hundredths / 100:g}"):
+            inside = parameter.low <= float(text) <= parameter.high
+            assert bool(pattern.match(text)) == inside, text
+            if inside:
+                assert parameter.parse({parameter.name: text}) == float(text)

@@ -75,6 +75,37 @@ def test_pick_an_image_then_click_a_result(browser: object, site: Site, tmp_path
     page.close()
 
 
+def test_duplicates_of_a_collection_are_shown_as_groups(browser: object, site: Site, photos: list,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.test_duplicates import plant
+
+    folder = tmp_path_factory.mktemp("page-planted") / "library"
+    expected, _ = plant(folder, photos)
+    site.index(folder, "page_planted")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(site.url + "/")
+    row = page.locator("#collections li", has_text="page_planted")
+    row.locator("button.duplicates").click()
+    page.wait_for_selector("#results li.group")
+    groups = page.locator("#results li.group")
+    assert groups.count() == 3 and "3 groups at least 0.93" in page.locator("#results-title").inner_text()
+    shown = [sorted(caption.split(" ")[-1] for caption in groups.nth(n).locator("figcaption").all_inner_texts())
+             for n in range(3)]
+    assert sorted(shown) == sorted(sorted(group) for group in expected)
+    # The Min score field applies here too: only exact copies at 0.99999; below 0.5 is refused.
+    page.fill("#min-score", "0.99999")
+    row.locator("button.duplicates").click()
+    page.wait_for_function("document.querySelectorAll('#results li.group').length === 2")
+    page.fill("#min-score", "0.3")
+    row.locator("button.duplicates").click()
+    page.wait_for_function("document.getElementById('status').classList.contains('error')")
+    assert "422" in page.locator("#status").inner_text()
+    assert errors == []
+
+
 def test_load_folder_shows_progress_to_completion(browser: object, site: Site, photos: list,
                                                   tmp_path: Path) -> None:
     write_folder(tmp_path / "browser_load", photos, 4, seed=41)
