@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import duplicates
 from imgsearch.processes import free_port, wait_until_healthy
 from imgsearch import runtime
 from imgsearch.samples import augment, make_voc_sample
@@ -345,6 +346,10 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     report["g_precision"] = precisions(weights, files, queries=20 if smoke else 200,
                                        database=len(files) if quick else 1000)
 
+    say("(h) duplicate groups")
+    report["h_duplicates"] = {"at_scale": duplicates.at_scale(root, 2000 if smoke else 20000),
+                              "thresholds": duplicates.thresholds(weights, settings.precision)}
+
     a, b, c = (report["a_model"]["images_per_second"], report["b_seed"]["images_per_second"],
                report["c_index"]["images_per_second"])
     e = report["e_search"]
@@ -394,6 +399,7 @@ def render(report: dict[str, Any]) -> str:
                      f"single image {p['single_image_ms']:.1f} ms; to fp32: cosine {p['cosine_to_fp32']:.4f}, "
                      f"top-10 agreement {p['top10_agreement']:.3f} ({g['queries']} queries in "
                      f"{g['database']} images)"))
+    rows += duplicates.render(report["h_duplicates"])
     rows += [
         ("c/a (target >= 0.95)", f"{r['c/a']:.3f} (wall: {r['c_wall/a']:.3f})"),
         ("c/b (target >= 1.5)", f"{r['c/b']:.2f}"),

@@ -40,7 +40,8 @@ class DuplicateImage:
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Images of one group, the one to keep first: the most pixels, then the most bytes."""
+    """Images of one group, the one to keep first (the most pixels, then the most bytes), then
+    the others by their similarity to it."""
 
     images: list[DuplicateImage]
 
@@ -128,10 +129,12 @@ def _group(members: list[int], ids: list[int], matrix: np.ndarray,
         record = records[ids[index]]
         return (-(record.width or 0) * (record.height or 0), -(record.size or 0), record.path)
 
-    ordered = sorted(members, key=keep_first)
-    scores = matrix[ordered] @ matrix[ordered[0]]
+    keeper = min(members, key=keep_first)
+    scores = dict(zip(members, (matrix[members] @ matrix[keeper]).tolist(), strict=True))
+    ordered = [keeper] + sorted((m for m in members if m != keeper), key=lambda m: (-scores[m], keep_first(m)))
     images = []
-    for index, score in zip(ordered, scores.tolist(), strict=True):
+    for index in ordered:
+        score = scores[index]
         record = records[ids[index]]
         images.append(DuplicateImage(record.id, record.path, float(score), record.width, record.height, record.size))
     return DuplicateGroup(images)

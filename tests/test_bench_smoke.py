@@ -37,10 +37,14 @@ def test_bench_smoke_yields_every_figure(tmp_path: Path) -> None:
                             capture_output=True, text=True, env=env(), timeout=900, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "bench.json").read_text())
-    for stage in ("a_model", "b_seed", "c_index", "d_rerun", "e_search", "f_milvus", "g_precision", "ratios"):
+    for stage in ("a_model", "b_seed", "c_index", "d_rerun", "e_search", "f_milvus", "g_precision", "h_duplicates",
+                  "ratios"):
         assert stage in report and all(math.isfinite(n) and n >= 0 for n in numbers(report[stage])), stage
     assert report["c_index"]["indexed"] == 24 and report["d_rerun"]["embedded"] == 1
     assert report["e_search"]["c8"]["requests"] == 16
+    scale = report["h_duplicates"]["at_scale"]
+    assert scale["images"] == 2000 and scale["planted_found"] == scale["planted"] == scale["groups"] == 20
+    assert "(h) duplicates, 2,000 images" in result.stdout
     assert "c/b (target >= 1.5)" in result.stdout
     # What decides int8's speed is recorded with the figures (a list, empty on plain AVX2).
     assert isinstance(report["cpu_int8"], list) and "int8 dot product:" in result.stdout
