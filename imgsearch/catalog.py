@@ -128,8 +128,11 @@ class Catalog:
         if not rows:
             return
         values = [{"collection": collection, **row} for row in rows]
+        update = [key for key in UPDATABLE if key in values[0]]
+        # In parts, in one transaction: SQLite takes at most 32,766 bound values a statement.
         with _errors(self.where, "write records"), self.writer.begin() as connection:
-            connection.execute(self._insert(values, [key for key in UPDATABLE if key in values[0]]))
+            for part in _parts(values):
+                connection.execute(self._insert(list(part), update))
 
     def add_pending(self, collection: str, rows: Sequence[dict[str, Any]]) -> None:
         """Insert `pending` rows for images the catalog does not know yet; a row

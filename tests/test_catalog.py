@@ -89,6 +89,13 @@ def test_status_changes_and_queries(database_url: str) -> None:
     assert catalog.count("c", status=None) == 0
 
 
+def test_thousands_of_rows_are_written_in_one_call(database_url: str) -> None:
+    """More rows than SQLite binds in one statement (32,766 values: 2,731 rows of 12 columns)."""
+    catalog = Catalog(database_url)
+    catalog.upsert("c", [row(f"/many/{n}.jpg") for n in range(3000)])
+    assert catalog.count("c", status=None) == 3000
+
+
 def test_concurrent_upserts_of_the_same_rows_never_duplicate(database_url: str) -> None:
     catalog = Catalog(database_url)
     rows = [row(f"/same/{n}.jpg") for n in range(200)]
