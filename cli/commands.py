@@ -169,6 +169,19 @@ def duplicates(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def export(arguments: argparse.Namespace) -> int:
+    from imgsearch.export import export_collection
+
+    both = _stores()
+    done = export_collection(_collection(arguments), both.vectors, both.catalog, arguments.out)
+    if arguments.json:
+        print_json(done.as_dict())
+    else:
+        print(f"exported {done.images} images of {done.collection} ({done.dimension}-d float32) to "
+              f"{done.folder}: vectors.npy, records.csv")
+    return 0
+
+
 def count(arguments: argparse.Namespace) -> int:
     from imgsearch.collection import CollectionCounts, counts
 

@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  "not other photos of the same scene)")
     duplicates.add_argument("--json", action="store_true")
 
+    export = command("export", run.export,
+                     "Write a collection's vectors (OUT/vectors.npy) and records (OUT/records.csv), row for row.")
+    _collection(export)
+    export.add_argument("--out", type=Path, required=True, help="a folder that does not exist yet")
+    export.add_argument("--json", action="store_true")
+
     count = command("count", run.count, "Count the indexed images of a collection.")
     _collection(count)
     count.add_argument("--json", action="store_true")

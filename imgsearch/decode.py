@@ -7,6 +7,7 @@ before any pixel is decoded). Every failure is a DecodeError with a short reason
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 
@@ -16,7 +17,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from imgsearch.errors import BadInput
 
 INPUT_SIZE = 224
-EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".avif",
+                        ".heic", ".heif"})
+# The major brands of an ISO base media file that is HEIF (HEIC, HEIF image or sequence); AVIF's own
+# brands (avif, avis) Pillow decodes itself.
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 
 
 class DecodeError(BadInput):
@@ -41,6 +46,12 @@ class NotAnImage(DecodeError):
     status = 415
 
 
+class UnsupportedFormat(DecodeError):
+    """An image in a format this installation cannot decode; the message says what would."""
+
+    status = 415
+
+
 class CorruptImage(DecodeError):
     """Truncated, or broken inside: 422."""
 
@@ -56,7 +67,12 @@ def decode_image(data: bytes, size: int = INPUT_SIZE) -> DecodedImage:
     """Decode `data` into a `size`x`size` RGB array, or raise DecodeError."""
     if not data:
         raise EmptyImage("empty file (0 bytes)")
+    heif = _is_heif(data)
+    if heif and not heif_support():
+        raise UnsupportedFormat("HEIC/HEIF image: decoding it needs pillow-heif "
+                                "(pip install pillow-heif, or imgsearch[heif])")
     try:
+        # A multi-frame file (TIFF pages, GIF or WebP animation) opens on its first frame.
         with Image.open(io.BytesIO(data)) as image:
             _check_pixels(image)
             width, height = image.size
@@ -81,6 +97,21 @@ def decode_image(data: bytes, size: int = INPUT_SIZE) -> DecodedImage:
         if "truncated" in reason:
             raise CorruptImage("truncated image") from None
         raise CorruptImage(f"corrupt image: {reason[:200]}") from None
+
+
+def _is_heif(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
+
+
+@functools.cache
+def heif_support() -> bool:
+    """Whether pillow-heif is installed; once it is, Pillow opens HEIC/HEIF files too."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def _check_pixels(image: Image.Image) -> None:

@@ -182,8 +182,14 @@ async def similar(request: Request) -> Response:
 
 
 async def image_record(request: Request) -> Response:
-    _, collection, record = await record_for(request)
-    return JSONResponse({**record.as_dict(), **links(record.id, collection)})
+    include_vector = params.INCLUDE_VECTOR.parse(request.query_params, False)
+    svc, collection, record = await record_for(request)
+    body = {**record.as_dict(), **links(record.id, collection)}
+    if include_vector:
+        vectors = await run_in_threadpool(svc.vectors)
+        stored = (await run_in_threadpool(vectors.vectors, collection, [record.id])).get(record.id)
+        body["vector"] = None if stored is None else [float(value) for value in stored]
+    return JSONResponse(body)
 
 
 async def image_file(request: Request) -> Response:

@@ -84,7 +84,10 @@ SCHEMAS: dict[str, Any] = {
                              "folder": {"type": "string"}, "status": {"type": "string"},
                              "error": {"type": "string", "nullable": True},
                              "indexed_at": {"type": "string", "nullable": True},
-                             "image_url": {"type": "string"}, "thumbnail_url": {"type": "string"}}},
+                             "image_url": {"type": "string"}, "thumbnail_url": {"type": "string"},
+                             "vector": {"type": "array", "items": {"type": "number"}, "nullable": True,
+                                        "description": "with include_vector=true: the stored vector, "
+                                                       "null if none is stored"}}},
     "Collections": {"type": "object", "required": ["collections", "default"], "properties": {
         "collections": {"type": "array", "items": {"type": "object", "required": ["name", "count"],
                         "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}},
@@ -152,7 +155,8 @@ PATHS: dict[str, Any] = {
         parameters=[ID, TOP_K, COLLECTION, LABEL, MIN_SCORE])},
     "/api/images/{id}": {
         "get": operation("An image's record", {"200": json_response("the record", ref("Image")),
-                                               **errors(404, 422, 503)}, parameters=[ID, COLLECTION]),
+                                               **errors(404, 422, 503)},
+                         parameters=[ID, COLLECTION, params.INCLUDE_VECTOR.query()]),
         "delete": operation("Delete an image from both stores", {
             "200": json_response("deleted", {"type": "object"}), **errors(401, 404, 422, 503)},
             parameters=[ID, COLLECTION], secured=True, tag="manage")},

@@ -251,6 +251,7 @@ DUPLICATES_MIN_SCORE = Score("min_score",
                              f"{DEFAULT_MIN_SCORE:g}, which groups copies, not other photos of a scene",
                              LOWEST_MIN_SCORE, 1.0, r"^(0*\.[5-9][0-9]*|0*1(\.0*)?)?$")
 WAIT = Boolean("wait", "false: answer 202 at once; default: when loaded")
+INCLUDE_VECTOR = Boolean("include_vector", "true: the record carries its stored feature vector (float32, L2-normalised)")
 COLLECTION = Collection("collection")
 SEED_TABLE = Collection("table_name")
 BODY_COLLECTION = Collection("collection")

@@ -144,3 +144,17 @@ def test_duplicates_lists_the_planted_groups(run, tmp_path: Path, photos: list[P
     assert len(listed) == 2 + 2 * 2  # each group's heading and its images, one a line
     assert_one_line_error(run("duplicates", "--min-score", "0.2"), "min_score for duplicates must be from 0.5")
     assert_one_line_error(run("duplicates", "--collection", "nothing"), "no collection named 'nothing'")
+
+
+def test_export_writes_both_files_and_refuses_an_existing_folder(run, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                 photos: list[Photo]) -> None:
+    import numpy as np
+
+    write_folder(tmp_path / "p", photos, 5)
+    assert run("index", str(tmp_path / "p")).returncode == 0
+    done = run("export", "--out", str(tmp_path / "out"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["images"] == 5
+    assert np.load(tmp_path / "out" / "vectors.npy").shape == (5, 2048)
+    assert len((tmp_path / "out" / "records.csv").read_text().splitlines()) == 6
+    assert_one_line_error(run("export", "--out", str(tmp_path / "out")), "exists")

@@ -75,7 +75,7 @@ def test_the_document_takes_every_query_parameter_from_its_parser() -> None:
     """No schema of a parameter is written by hand in the document: each is one a parser gives."""
     given = [p.query() for p in (params.TOP_K, params.COLLECTION, params.LABEL, params.SEED_TABLE,
                                  params.THUMBNAIL_SIZE, params.WAIT, params.MIN_SCORE,
-                                 params.DUPLICATES_MIN_SCORE)]
+                                 params.DUPLICATES_MIN_SCORE, params.INCLUDE_VECTOR)]
     given += [params.IMAGE_ID.parameter(), params.COLLECTION_IN_PATH.parameter()]
     for path, item in document()["paths"].items():
         for method, operation in item.items():

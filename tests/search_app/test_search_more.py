@@ -99,3 +99,18 @@ def test_min_score_outside_minus_one_to_one_or_not_a_number_is_422(site: Site, t
         response = client.post("/api/search", params={**Q, "min_score": value},
                                files={"image": ("q.jpg", query_bytes(site, 1, tmp_path))})
         assert "min_score" in assert_error(response, 422)["detail"]
+
+
+def test_a_record_carries_its_vector_when_asked(site: Site) -> None:
+    import math
+
+    from imgsearch.vectors import image_id
+
+    image = image_id(str(site.photos[4]))
+    with site.client() as client:
+        plain = client.get(f"/api/images/{image}", params=Q).json()
+        with_vector = client.get(f"/api/images/{image}", params={**Q, "include_vector": "true"}).json()
+        refused = client.get(f"/api/images/{image}", params={**Q, "include_vector": "maybe"})
+    assert "vector" not in plain and len(with_vector["vector"]) == 2048
+    assert math.isclose(math.fsum(v * v for v in with_vector["vector"]), 1.0, abs_tol=1e-4)
+    assert "include_vector" in assert_error(refused, 422)["detail"]
