@@ -16,6 +16,7 @@ from imgsearch.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from imgsearch.collection import Stores
+    from imgsearch.searching import Result
     from imgsearch.summary import IndexSummary
 
 
@@ -142,12 +143,40 @@ def _search(images: list[Path], collection: str, top_k: int | None, label: str |
     for image, results in zip(images, answers, strict=True):
         if len(images) > 1:
             print(f"{image}:")
-        if not results:
-            print(f"no indexed images in {collection}" if min_score is None else
-                  f"no indexed image in {collection} at least {min_score:g} similar")
-        for rank, result in enumerate(results, start=1):
-            print(f"{rank:3d}  {result.score:.4f}  {result.path}  [{', '.join(result.labels)}]")
+        _print_results(results, collection, False, min_score)
     return 0
+
+
+def similar(arguments: argparse.Namespace) -> int:
+    from imgsearch.searching import MOST_EXAMPLES, NEGATIVE_WEIGHT, like_these
+
+    name, both = _collection(arguments), _stores()
+    if max(len(arguments.images), len(arguments.unlike)) > MOST_EXAMPLES:
+        raise UsageError(f"at most {MOST_EXAMPLES} images to look like and {MOST_EXAMPLES} not to")
+
+    def indexed_id(path: str) -> int:
+        record = both.catalog.by_path(name, canonical_path(path))
+        if record is None:
+            raise NotFound(f"not indexed in {name}: {path} (similar takes indexed images; search takes any)")
+        return record.id
+
+    weight = NEGATIVE_WEIGHT if arguments.negative_weight is None else arguments.negative_weight
+    results = like_these([indexed_id(p) for p in arguments.images], [indexed_id(p) for p in arguments.unlike],
+                         name, arguments.top_k or settings().top_k, both.vectors, both.catalog,
+                         negative_weight=weight, label=arguments.label, min_score=arguments.min_score)
+    _print_results(results, name, arguments.json, arguments.min_score)
+    return 0
+
+
+def _print_results(results: list[Result], collection: str, as_json: bool, min_score: float | None) -> None:
+    if as_json:
+        print_json([asdict(result) for result in results])
+        return
+    if not results:
+        print(f"no indexed images in {collection}" if min_score is None else
+              f"no indexed image in {collection} at least {min_score:g} similar")
+    for rank, result in enumerate(results, start=1):
+        print(f"{rank:3d}  {result.score:.4f}  {result.path}  [{', '.join(result.labels)}]")
 
 
 def duplicates(arguments: argparse.Namespace) -> int:

@@ -150,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     _collection(search)
     search.add_argument("--json", action="store_true")
 
+    similar = command("similar", run.similar,
+                      "Print the indexed images most like these indexed images (and least like --unlike ones).")
+    similar.add_argument("images", nargs="+", metavar="IMAGE", help="indexed images to look like")
+    similar.add_argument("--unlike", nargs="+", default=[], metavar="IMAGE", help="indexed images not to look like")
+    similar.add_argument("--negative-weight", type=_score, default=None,
+                         help="how far --unlike pushes away, 0 to 1 (default 0.5)")
+    similar.add_argument("--top-k", type=_top_k, default=None)
+    similar.add_argument("--min-score", type=_score, default=None)
+    similar.add_argument("--label", default=None, help="only images with this label")
+    _collection(similar)
+    similar.add_argument("--json", action="store_true")
+
     duplicates = command("duplicates", run.duplicates,
                          "List groups of indexed images that are copies of each other, the largest first.")
     _collection(duplicates)

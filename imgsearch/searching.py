@@ -14,13 +14,15 @@ import numpy as np
 
 from imgsearch.catalog import INDEXED, Catalog
 from imgsearch.decode import DecodeError, decode_image
-from imgsearch.errors import BadInput
+from imgsearch.errors import BadInput, NotFound
 from imgsearch.models import AnyEncoder
 from imgsearch.vectors import VectorStore
 
 SLACK = 8
 QUERY_BATCH = 16  # query images encoded together: one request of /api/search, a group of the CLI's
 MIN_SCORE_LOW, MIN_SCORE_HIGH = -1.0, 1.0
+NEGATIVE_WEIGHT = 0.5  # how far negatives push the query away from them, 0..1
+MOST_EXAMPLES = 16  # positive or negative examples of one query
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,39 @@ def nearest_each(
                 break
         answers.append(results)
     return answers
+
+
+def like_these(
+    positive: Sequence[int],
+    negative: Sequence[int],
+    collection: str,
+    top_k: int,
+    vectors: VectorStore,
+    catalog: Catalog,
+    *,
+    negative_weight: float = NEGATIVE_WEIGHT,
+    label: str | None = None,
+    min_score: float | None = None,
+) -> list[Result]:
+    """More like the `positive` indexed images, less like the `negative` ones: the query is
+    the mean of the positives' vectors minus `negative_weight` times the negatives' mean,
+    L2-normalised; the examples themselves are not answered."""
+    if not positive:
+        raise BadInput("give at least one positive example")
+    if not 0.0 <= negative_weight <= 1.0:
+        raise BadInput(f"negative_weight must be from 0 to 1, got {negative_weight:g}")
+    examples = list(dict.fromkeys([*positive, *negative]))
+    records = catalog.get(collection, examples)
+    stored = vectors.vectors(collection, examples)
+    missing = [i for i in examples if i not in stored or (r := records.get(i)) is None or r.status != INDEXED]
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise NotFound(f"no indexed image with id {shown} in {collection!r}")
+    query = np.mean([stored[i] for i in positive], axis=0)
+    if negative:
+        query = query - negative_weight * np.mean([stored[i] for i in negative], axis=0)
+    norm = float(np.linalg.norm(query))
+    if norm < 1e-6:
+        raise BadInput("the positive and negative examples cancel out: no direction is left to search")
+    return nearest(query / norm, collection, top_k, vectors, catalog, label=label, exclude=examples,
+                   min_score=min_score)

@@ -20,6 +20,7 @@ from imgsearch.collection import counts as collection_counts
 from imgsearch.collection import delete as delete_from_both
 from imgsearch.collection import drop as drop_from_both
 from imgsearch.duplicates import DEFAULT_MIN_SCORE, DuplicateGroup, duplicate_groups
+from imgsearch import searching
 from imgsearch.searching import QUERY_BATCH, Result, decode_queries, nearest_each
 from search_app import params
 from search_app.auth import require_api_key
@@ -181,6 +182,26 @@ async def similar(request: Request) -> Response:
                          "took_ms": round((time.perf_counter() - started) * 1000, 2)})
 
 
+async def like_these(request: Request) -> Response:
+    """More like the positive examples, less like the negative ones (all indexed images)."""
+    started = time.perf_counter()
+    svc = services(request)
+    query = request.query_params
+    positive, negative = params.POSITIVE.parse(query), params.NEGATIVE.parse(query)
+    weight = params.NEGATIVE_WEIGHT.parse(query)
+    top_k = params.TOP_K.parse(query, svc.settings.top_k)
+    collection = params.COLLECTION.parse(query, svc.settings.default_table)
+    label, min_score = params.LABEL.parse(query), params.MIN_SCORE.parse(query)
+    stores = await run_in_threadpool(svc.stores)
+    if not await run_in_threadpool(stores.vectors.exists, collection):
+        raise ApiError(404, f"no collection named {collection!r}")
+    results = await run_in_threadpool(lambda: searching.like_these(
+        positive, negative, collection, top_k, stores.vectors, stores.catalog, label=label, min_score=min_score,
+        negative_weight=searching.NEGATIVE_WEIGHT if weight is None else weight))
+    return JSONResponse({"results": [result_json(r, collection) for r in results],
+                         "took_ms": round((time.perf_counter() - started) * 1000, 2)})
+
+
 async def image_record(request: Request) -> Response:
     include_vector = params.INCLUDE_VECTOR.parse(request.query_params, False)
     svc, collection, record = await record_for(request)
@@ -318,6 +339,7 @@ class CollectionEndpoint(HTTPEndpoint):
 
 ROUTES = [
     Route("/api/search", search, methods=["POST"]),
+    Route("/api/similar", like_these, methods=["GET"]),
     Route("/api/images/{id}/similar", similar, methods=["GET"]),
     Route("/api/images/{id}/file", image_file, methods=["GET"]),
     Route("/api/images/{id}/thumbnail", image_thumbnail, methods=["GET"]),

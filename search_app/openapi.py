@@ -149,6 +149,12 @@ PATHS: dict[str, Any] = {
         "Search by uploaded images", {"200": json_response("nearest images, best first", ref("SearchAnswer")),
                                       **errors(400, 404, 413, 415, 422, 503)},
         parameters=[TOP_K, COLLECTION, LABEL, MIN_SCORE], body=UPLOAD)},
+    "/api/similar": {"get": operation(
+        "More like these indexed images, less like those", {
+            "200": json_response("nearest to the examples' direction, the examples excluded", ref("Results")),
+            **errors(404, 422, 503)},
+        parameters=[params.POSITIVE.query(), params.NEGATIVE.query(), params.NEGATIVE_WEIGHT.query(), TOP_K,
+                    COLLECTION, LABEL, MIN_SCORE])},
     "/api/images/{id}/similar": {"get": operation(
         "More like an indexed image", {"200": json_response("nearest images", ref("Results")),
                                        **errors(404, 422, 503)},

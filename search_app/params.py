@@ -10,9 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.datastructures import QueryParams
+
 from imgsearch.discover import canonical_path
 from imgsearch.duplicates import DEFAULT_MIN_SCORE, LOWEST_MIN_SCORE
-from imgsearch.searching import MIN_SCORE_HIGH, MIN_SCORE_LOW
+from imgsearch.searching import MIN_SCORE_HIGH, MIN_SCORE_LOW, MOST_EXAMPLES
+from imgsearch.searching import NEGATIVE_WEIGHT as DEFAULT_NEGATIVE_WEIGHT
 from imgsearch.settings import COLLECTION_NAME, TOP_K_MAX, TOP_K_MIN, check_collection_name
 from imgsearch.thumbnails import BUCKETS, LARGEST, SMALLEST
 from imgsearch.vectors import ID_BITS, LABEL_LENGTH
@@ -201,6 +204,7 @@ class ImageId:
 
     name: str = "id"
     DIGITS = len(str(2**ID_BITS - 1))
+    PATTERN = f"^[0-9]{{1,{DIGITS}}}$"
 
     def parse(self, raw: str) -> int:
         # isdigit() alone admits "¹" and "٣", which int() then refuses or reads: ASCII only.
@@ -210,7 +214,34 @@ class ImageId:
 
     def parameter(self) -> Schema:
         return {"name": self.name, "in": "path", "required": True, "description": "an image id, as returned by search",
-                "schema": {"type": "string", "pattern": f"^[0-9]{{1,{self.DIGITS}}}$"}}
+                "schema": {"type": "string", "pattern": self.PATTERN}}
+
+
+@dataclass(frozen=True)
+class ImageIds:
+    """Image ids repeated in the query (`?positive=1&positive=2`), at most `most` of them."""
+
+    name: str
+    most: int
+    required: bool
+    description: str
+
+    def parse(self, query: QueryParams) -> list[int]:
+        given = [value for value in query.getlist(self.name) if value != ""]
+        if self.required and not given:
+            raise ApiError(422, f"give at least one {self.name} image id")
+        if len(given) > self.most:
+            raise ApiError(422, f"at most {self.most} {self.name} image ids, got {len(given)}")
+        for value in given:
+            if not re.match(ImageId.PATTERN, value):  # the form of an id; one that is unknown is a 404
+                raise ApiError(422, f"{self.name} must be image ids, got {value[:40]!r}")
+        return [int(value) for value in given]
+
+    def query(self) -> Schema:
+        return {"name": self.name, "in": "query", "required": self.required, "style": "form", "explode": True,
+                "description": self.description,
+                "schema": {"type": "array", "minItems": 1 if self.required else 0, "maxItems": self.most,
+                           "items": {"type": "string", "pattern": ImageId.PATTERN}}}
 
 
 @dataclass(frozen=True)
@@ -251,6 +282,11 @@ DUPLICATES_MIN_SCORE = Score("min_score",
                              f"{DEFAULT_MIN_SCORE:g}, which groups copies, not other photos of a scene",
                              LOWEST_MIN_SCORE, 1.0, r"^(0*\.[5-9][0-9]*|0*1(\.0*)?)?$")
 WAIT = Boolean("wait", "false: answer 202 at once; default: when loaded")
+POSITIVE = ImageIds("positive", MOST_EXAMPLES, True, "indexed images to look like (repeat the parameter)")
+NEGATIVE = ImageIds("negative", MOST_EXAMPLES, False, "indexed images not to look like (repeat the parameter)")
+NEGATIVE_WEIGHT = Score("negative_weight",
+                        f"how far the negatives push the query away, 0..1; empty or absent: {DEFAULT_NEGATIVE_WEIGHT:g}",
+                        0.0, 1.0, r"^(0*\.[0-9]+|0+(\.[0-9]*)?|0*1(\.0*)?)?$")
 INCLUDE_VECTOR = Boolean("include_vector", "true: the record carries its stored feature vector (float32, L2-normalised)")
 COLLECTION = Collection("collection")
 SEED_TABLE = Collection("table_name")

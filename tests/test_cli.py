@@ -145,6 +145,15 @@ def test_duplicates_lists_the_planted_groups(run, tmp_path: Path, photos: list[P
     assert_one_line_error(run("duplicates", "--min-score", "0.2"), "min_score for duplicates must be from 0.5")
     assert_one_line_error(run("duplicates", "--collection", "nothing"), "no collection named 'nothing'")
 
+    # More like an indexed original: its copies first; less like one of them: that one falls back.
+    original = next(p for p in expected[0] if "/originals/" in p)
+    copies = sorted(expected[0] - {original})
+    like = json.loads(run("similar", original, "--top-k", "2", "--json").stdout)
+    assert sorted(r["path"] for r in like) == copies
+    unlike = json.loads(run("similar", original, "--unlike", copies[0], "--top-k", "1", "--json").stdout)
+    assert [r["path"] for r in unlike] == [copies[1]]
+    assert_one_line_error(run("similar", str(tmp_path / "elsewhere.jpg")), "not indexed")
+
 
 def test_export_writes_both_files_and_refuses_an_existing_folder(run, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                  photos: list[Photo]) -> None:

@@ -75,7 +75,8 @@ def test_the_document_takes_every_query_parameter_from_its_parser() -> None:
     """No schema of a parameter is written by hand in the document: each is one a parser gives."""
     given = [p.query() for p in (params.TOP_K, params.COLLECTION, params.LABEL, params.SEED_TABLE,
                                  params.THUMBNAIL_SIZE, params.WAIT, params.MIN_SCORE,
-                                 params.DUPLICATES_MIN_SCORE, params.INCLUDE_VECTOR)]
+                                 params.DUPLICATES_MIN_SCORE, params.INCLUDE_VECTOR, params.NEGATIVE_WEIGHT,
+                                 params.POSITIVE, params.NEGATIVE)]
     given += [params.IMAGE_ID.parameter(), params.COLLECTION_IN_PATH.parameter()]
     for path, item in document()["paths"].items():
         for method, operation in item.items():
@@ -105,12 +106,13 @@ def test_an_integer_form_field_pattern_is_exactly_its_range(parameter: params.In
     assert pattern.match("") and pattern.match(f"00{parameter.high}") and not pattern.match("+5")
 
 
-@pytest.mark.parametrize("parameter", [params.MIN_SCORE, params.DUPLICATES_MIN_SCORE], ids=lambda p: p.description[:20])
+@pytest.mark.parametrize("parameter", [params.MIN_SCORE, params.DUPLICATES_MIN_SCORE, params.NEGATIVE_WEIGHT],
+                         ids=lambda p: p.description[:20])
 def test_a_score_pattern_spells_out_exactly_its_bounds(parameter: params.Score) -> None:
     from imgsearch.duplicates import LOWEST_MIN_SCORE
     from imgsearch.searching import MIN_SCORE_HIGH, MIN_SCORE_LOW
 
-    assert (parameter.low, parameter.high) in {(MIN_SCORE_LOW, MIN_SCORE_HIGH), (LOWEST_MIN_SCORE, 1.0)}
+    assert (parameter.low, parameter.high) in {(MIN_SCORE_LOW, MIN_SCORE_HIGH), (LOWEST_MIN_SCORE, 1.0), (0.0, 1.0)}
     pattern = re.compile(parameter.schema()["pattern"])
     for hundredths in range(-150, 151):
         for text in (f"{hundredths / 100:.2f}", f"{hundredths / 100:g}"):

@@ -114,3 +114,36 @@ def test_a_record_carries_its_vector_when_asked(site: Site) -> None:
     assert "vector" not in plain and len(with_vector["vector"]) == 2048
     assert math.isclose(math.fsum(v * v for v in with_vector["vector"]), 1.0, abs_tol=1e-4)
     assert "include_vector" in assert_error(refused, 422)["detail"]
+
+
+def test_more_like_these_less_like_those(site: Site) -> None:
+    from imgsearch.vectors import image_id
+
+    a, b, n = (image_id(str(site.photos[i])) for i in (2, 8, 13))
+
+    def like(**given: object) -> list[dict]:
+        with site.client() as client:
+            response = client.get("/api/similar", params={**Q, "top_k": 100, **given})
+        assert response.status_code == 200, response.text
+        return response.json()["results"]
+
+    with site.client() as client:
+        one = client.get(f"/api/images/{a}/similar", params={**Q, "top_k": 100}).json()["results"]
+    assert [(r["id"], round(r["score"], 4)) for r in like(positive=a)] == [(r["id"], round(r["score"], 4)) for r in one]
+    both = like(positive=[a, b])
+    assert {a, b}.isdisjoint(r["id"] for r in both) and len(both) == len(one) - 1
+    # A negative example pushes its look-alikes down: each scores lower than without it.
+    plain = {r["id"]: r["score"] for r in like(positive=a)}
+    pushed = {r["id"]: r["score"] for r in like(positive=a, negative=n, negative_weight="1")}
+    near_n = [r["id"] for r in like(positive=n)[:3] if r["id"] != a]
+    assert n not in pushed and all(pushed[i] < plain[i] for i in near_n)
+
+
+@pytest.mark.parametrize(("given", "status"), [
+    ({}, 422), ({"positive": "x1"}, 422), ({"positive": [str(n) for n in range(1, 18)]}, 422),
+    ({"positive": "123", "negative_weight": "2"}, 422), ({"positive": "123"}, 404),
+    ({"positive": "9999999999999999"}, 404), ({"positive": "1", "collection": "nothing_here"}, 404),
+])
+def test_bad_examples_are_4xx(site: Site, given: dict, status: int) -> None:
+    with site.client() as client:
+        assert_error(client.get("/api/similar", params={**Q, **given}), status)
