@@ -30,6 +30,15 @@ def print_json(value: object) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+def answer(as_json: bool, figures: object, line: str) -> int:
+    """A handler's answer: its figures as JSON with --json, else one line for a person."""
+    if as_json:
+        print_json(figures)
+    else:
+        print(line)
+    return 0
+
+
 def _collection(arguments: argparse.Namespace) -> str:
     return arguments.collection or settings().default_table
 
@@ -203,12 +212,8 @@ def export(arguments: argparse.Namespace) -> int:
 
     both = _stores()
     done = export_collection(_collection(arguments), both.vectors, both.catalog, arguments.out)
-    if arguments.json:
-        print_json(done.as_dict())
-    else:
-        print(f"exported {done.images} images of {done.collection} ({done.dimension}-d float32) to "
-              f"{done.folder}: vectors.npy, records.csv")
-    return 0
+    return answer(arguments.json, done.as_dict(), f"exported {done.images} images of {done.collection} "
+                  f"({done.dimension}-d float32) to {done.folder}: vectors.npy, records.csv")
 
 
 def count(arguments: argparse.Namespace) -> int:
@@ -216,12 +221,8 @@ def count(arguments: argparse.Namespace) -> int:
 
     name = _collection(arguments)
     found = counts(_stores(), name) or CollectionCounts(name)  # the seed's count: 0 for no collection
-    if arguments.json:
-        print_json(found.as_dict())
-    else:
-        print(f"{found.indexed} images indexed in {name} "
-              f"({found.vectors} vectors, {found.failed} failed, {found.pending} pending)")
-    return 0
+    return answer(arguments.json, found.as_dict(), f"{found.indexed} images indexed in {name} "
+                  f"({found.vectors} vectors, {found.failed} failed, {found.pending} pending)")
 
 
 def delete(arguments: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from imgsearch.errors import Unavailable
+from imgsearch.errors import Unavailable, renamed
 
 PENDING, INDEXED, FAILED, DELETING = "pending", "indexed", "failed", "deleting"
 # MySQL compares VARCHAR case-insensitively by default; paths are case-sensitive.
@@ -359,17 +360,10 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-class _errors:
-    def __init__(self, where: str, operation: str) -> None:
-        self.where, self.operation = where, operation
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
-        # Returning None lets any exception through: only a database failure is renamed.
-        if isinstance(error, SQLAlchemyError):
-            raise CatalogError(f"the database ({self.where}) could not {self.operation}: {_reason(error)}") from error
+def _errors(where: str, operation: str) -> AbstractContextManager[None]:
+    """Only a database failure is renamed, to a CatalogError naming the operation."""
+    return renamed(SQLAlchemyError, lambda failure: CatalogError(
+        f"the database ({where}) could not {operation}: {_reason(failure)}"))
 
 
 def _reason(error: BaseException) -> str:

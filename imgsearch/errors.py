@@ -9,6 +9,8 @@ that catch those working.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 
@@ -51,3 +53,16 @@ class InvalidName(BadInput):
 class UsageError(BadInput):
     """A command or a combination of options and settings that cannot work as given;
     the CLI answers it as argparse answers a bad argument (exit status 2)."""
+
+
+@contextmanager
+def renamed(catch: type[BaseException] | tuple[type[BaseException], ...],
+            make: Callable[[BaseException], ImgsearchError]) -> Iterator[None]:
+    """A library's failure of a kind in `catch` leaves as `make(failure)`, the library's
+    own error chained to it; anything else, an ImgsearchError included, passes as it is."""
+    try:
+        yield
+    except ImgsearchError:
+        raise
+    except catch as failure:
+        raise make(failure) from failure

@@ -67,25 +67,6 @@ def check_min_score(min_score: float | None) -> float | None:
     return min_score
 
 
-def nearest(
-    vector: np.ndarray,
-    collection: str,
-    top_k: int,
-    vectors: VectorStore,
-    catalog: Catalog,
-    *,
-    label: str | None = None,
-    exclude: Collection[int] = (),
-    encoder: str | None = None,
-    min_score: float | None = None,
-) -> list[Result]:
-    """The `top_k` indexed images nearest to `vector`, best first; only those at least
-    `min_score` similar when it is given (fewer then, never padded). `encoder`: the
-    encoder that made `vector`; a collection of another encoder's vectors is refused."""
-    return nearest_each(vector[np.newaxis], collection, top_k, vectors, catalog, label=label, exclude=exclude,
-                        encoder=encoder, min_score=min_score)[0]
-
-
 def nearest_each(
     queries: np.ndarray,
     collection: str,
@@ -98,8 +79,10 @@ def nearest_each(
     encoder: str | None = None,
     min_score: float | None = None,
 ) -> list[list[Result]]:
-    """`nearest` for each row of `queries`, in their order: one Milvus search and one
-    catalog read for all of them."""
+    """For each row of `queries`, in their order, the `top_k` indexed images nearest to it,
+    best first; only those at least `min_score` similar when it is given (fewer then, never
+    padded). One Milvus search and one catalog read answer all of them. `encoder`: the encoder
+    that made the queries; a collection of another encoder's vectors is refused."""
     check_min_score(min_score)
     if encoder is not None:
         vectors.check_encoder(collection, encoder)
@@ -154,5 +137,5 @@ def like_these(
     norm = float(np.linalg.norm(query))
     if norm < 1e-6:
         raise BadInput("the positive and negative examples cancel out: no direction is left to search")
-    return nearest(query / norm, collection, top_k, vectors, catalog, label=label, exclude=examples,
-                   min_score=min_score)
+    return nearest_each((query / norm)[np.newaxis], collection, top_k, vectors, catalog, label=label,
+                        exclude=examples, min_score=min_score)[0]

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from imgsearch import runtime
-from imgsearch.errors import Conflict, Unavailable
+from imgsearch.errors import Conflict, Unavailable, renamed
 from imgsearch.settings import is_lite_uri
 from imgsearch.writer_lock import CollectionWriterLock
 
@@ -336,21 +336,10 @@ def string_literal(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class _errors:
-    """Turn any pymilvus failure into a VectorStoreError naming the operation."""
-
-    def __init__(self, uri: str, operation: str) -> None:
-        self.uri, self.operation = uri, operation
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
-        # Returning None lets any exception through: only a pymilvus failure is renamed.
-        if isinstance(error, Exception) and not isinstance(error, VectorStoreError):
-            raise VectorStoreError(
-                f"Milvus ({self.uri}) could not {self.operation}: {_reason(error)}"
-            ) from error
+def _errors(uri: str, operation: str) -> AbstractContextManager[None]:
+    """Any pymilvus failure is renamed, to a VectorStoreError naming the operation."""
+    return renamed(Exception, lambda failure: VectorStoreError(
+        f"Milvus ({uri}) could not {operation}: {_reason(failure)}"))
 
 
 def _reason(error: BaseException) -> str:

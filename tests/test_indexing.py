@@ -14,7 +14,7 @@ from imgsearch.encoder import Encoder
 from imgsearch.resources import encoder as get_encoder
 from imgsearch.indexing import delete_images, index_chunk, plan_index
 from imgsearch.samples import Photo
-from imgsearch.searching import encode_query, nearest
+from imgsearch.searching import encode_query, nearest_each
 from imgsearch.vectors import VectorStore, VectorStoreError, image_id
 from tests.conftest import write_folder
 
@@ -65,7 +65,7 @@ def test_bad_files_are_recorded_and_skipped_never_fatal(
     assert vectors.count("c") == 3
     # The rotated and the CMYK copy look like the original photo: EXIF and colour handled.
     query = encode_query(encoder, photos[0].path.read_bytes())
-    scores = {Path(r.path).name: r.score for r in nearest(query, "c", 3, vectors, catalog)}
+    scores = {Path(r.path).name: r.score for r in nearest_each(query[None], "c", 3, vectors, catalog)[0]}
     assert min(scores.values()) > 0.85, scores
     record = catalog.by_path("c", str(tmp_path / "mixed" / "rotated.jpg"))
     assert record is not None and (record.width, record.height) == (512, 512)
@@ -107,7 +107,7 @@ def test_crash_between_the_stores_leaves_nothing_searchable_and_is_repaired(
         index_chunk(found.images, "c", catalog, vectors, encoder)
     assert catalog.count("c", status=PENDING) == 6 and vectors.count("c") == 0
     query = encode_query(encoder, Path(found.images[0].path).read_bytes())
-    assert nearest(query, "c", 5, vectors, catalog) == []
+    assert nearest_each(query[None], "c", 5, vectors, catalog)[0] == []
     monkeypatch.undo()
 
     plan = plan_index(found, catalog, vectors, "c", chunk_size=4)
@@ -115,7 +115,7 @@ def test_crash_between_the_stores_leaves_nothing_searchable_and_is_repaired(
     for chunk in plan.chunks:
         index_chunk(chunk, "c", catalog, vectors, encoder)
     assert catalog.count("c") == vectors.count("c") == 6
-    assert nearest(query, "c", 1, vectors, catalog)[0].path == found.images[0].path
+    assert nearest_each(query[None], "c", 1, vectors, catalog)[0][0].path == found.images[0].path
 
 
 def test_unchanged_files_are_not_read_and_a_broken_file_stops_being_searchable(
