@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgsearch import failpoints
 from imgsearch.catalog import INDEXED, Catalog
 from imgsearch.errors import Conflict, NotFound
 from imgsearch.vectors import VectorStore
@@ -66,6 +67,7 @@ def export_collection(collection: str, vectors: VectorStore, catalog: Catalog, f
                     writer.writerow((record.id, record.path, json.dumps(list(record.labels or [])),
                                      "" if record.size is None else record.size, record.sha256 or ""))
                     rows += 1
+                failpoints.reach("export-batch")
             matrix.seek(0)
             matrix.write(npy_header(rows, dimension))
         os.replace(partial, folder)  # the folder appears whole, or not at all

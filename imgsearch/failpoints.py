@@ -2,9 +2,11 @@
 
 `IMGSEARCH_FAILPOINT=NAME@N` kills the process with SIGKILL (no cleanup, no
 flush: a power cut or the OOM killer) the N-th time it reaches the point NAME
-(N defaults to 1). Unset, as in production, a point costs one dict lookup.
-The points: `between-stores` - a chunk's vectors are in Milvus, its catalog rows
-still say `pending`.
+(N defaults to 1); `NAME@N:SIGINT` or `:SIGTERM` sends that signal instead (a
+Ctrl-C, a `kill`, at exactly that point). Unset, as in production, a point costs
+one dict lookup. The points: `between-stores` - a chunk's vectors are in Milvus,
+its catalog rows still say `pending`; `export-batch` - an export wrote a batch,
+its files are not complete.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ def reach(name: str) -> None:
     wanted = os.environ.get("IMGSEARCH_FAILPOINT")
     if not wanted:
         return
-    point, _, nth = wanted.partition("@")
+    point, _, when = wanted.partition("@")
     if point != name:
         return
+    nth, _, sent = when.partition(":")
     with _lock:
         _counts[name] = _counts.get(name, 0) + 1
         if _counts[name] >= int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.Signals[sent or "SIGKILL"])

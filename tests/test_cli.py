@@ -167,3 +167,13 @@ def test_export_writes_both_files_and_refuses_an_existing_folder(run, tmp_path: 
     assert np.load(tmp_path / "out" / "vectors.npy").shape == (5, 2048)
     assert len((tmp_path / "out" / "records.csv").read_text().splitlines()) == 6
     assert_one_line_error(run("export", "--out", str(tmp_path / "out")), "exists")
+    # Ctrl-C or SIGTERM once a batch is written leaves nothing; a kill leaves a `.part` folder,
+    # which the next export into that folder replaces.
+    for signal_name in ("SIGINT", "SIGTERM"):
+        stopped = run("export", "--out", str(tmp_path / "cut"), IMGSEARCH_FAILPOINT=f"export-batch@1:{signal_name}")
+        assert stopped.returncode == 130 and "interrupted" in stopped.stderr, stopped.stderr
+        assert not (tmp_path / "cut").exists() and not (tmp_path / "cut.part").exists()
+    killed = run("export", "--out", str(tmp_path / "cut"), IMGSEARCH_FAILPOINT="export-batch@1")
+    assert killed.returncode == -9 and (tmp_path / "cut.part").exists() and not (tmp_path / "cut").exists()
+    assert run("export", "--out", str(tmp_path / "cut")).returncode == 0
+    assert not (tmp_path / "cut.part").exists() and np.load(tmp_path / "cut" / "vectors.npy").shape == (5, 2048)
