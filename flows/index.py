@@ -13,7 +13,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.settings import check_collection_name, get_settings
 from imgsearch.summary import IndexSummary
 from tasks.indexing import (
-    check_encoder, count_pending, discover_images, ensure_write_limit, index_chunk, load_model, plan_index,
+    check_encoder, count_pending, discover_images, find_write_limit, index_chunk, load_model, plan_index,
     publish_summary,
 )
 from tasks.naming import run_name
@@ -52,9 +52,10 @@ def index_images(
     discovery = discover_images(path)
     plan = plan_index(discovery, collection, chunk_size or settings.chunk_size)
     progress = Progress(collection, plan.total, done=plan.unchanged)
+    write_limited = False
     if plan.chunks:  # only when there is work: a mismatch or missing weights fail the run once, here
         check_encoder(collection)
-        ensure_write_limit()
+        write_limited = find_write_limit()
         load_model()
 
     chunk_task = index_chunk.with_options(
@@ -62,7 +63,7 @@ def index_images(
         retry_delay_seconds=[retry_delay_seconds * 5**attempt for attempt in range(max(retries, 1))],
     )
     futures = [
-        chunk_task.submit(chunk, collection, number, len(plan.chunks))
+        chunk_task.submit(chunk, collection, number, len(plan.chunks), write_limited)
         for number, chunk in enumerate(plan.chunks, start=1)
     ]
     sizes = {future.task_run_id: len(chunk) for future, chunk in zip(futures, plan.chunks)}

@@ -12,7 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.index import index_images
 from imgsearch.indexing import chunk_size_for
 from imgsearch.settings import check_collection_name, get_settings
-from tasks.indexing import ensure_write_limit, index_chunk, load_model
+from tasks.indexing import find_write_limit, index_chunk, load_model
 from tasks.naming import artifact_key, run_name
 from tasks.sync import find_divergence, remove_gone_files, repair_without_model
 
@@ -49,11 +49,12 @@ def reconcile(collection: str | None = None) -> dict[str, int]:
     repair_without_model(divergence, collection)
     todo = divergence.to_reindex
     if todo:
-        ensure_write_limit()
+        write_limited = find_write_limit()
         load_model()
         size = chunk_size_for(len(todo), settings.chunk_size, settings.batch_size, 4)
         chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
-        futures = [index_chunk.submit(chunk, collection, n, len(chunks)) for n, chunk in enumerate(chunks, 1)]
+        futures = [index_chunk.submit(chunk, collection, n, len(chunks), write_limited)
+                   for n, chunk in enumerate(chunks, 1)]
         wait(futures)
         for future in futures:
             future.result()  # a chunk that failed all its retries fails the run, naming why

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from uuid import UUID
 
 from prefect import get_run_logger, task
@@ -20,12 +20,18 @@ from imgsearch.indexing import ChunkReport, Plan
 from imgsearch.summary import FAILURES_SHOWN, IndexSummary
 from tasks import stores
 from tasks.naming import artifact_key
-from tasks.prefect_api import ensure_concurrency_limit
+from tasks.prefect_api import concurrency_limit_active
 
-# A Prefect global concurrency limit held around each chunk's writes to the stores
-# (not its decoding or model time): how many chunks write at once, across all runs.
+# A Prefect global concurrency limit, when an operator created one, held around each chunk's
+# writes to the stores (not its decoding or model time): how many chunks write at once, across
+# all runs, processes and Dask workers sharing one Prefect server. It is never created here:
+# Prefect's temporary API does not run the service that frees the slot of a holder killed
+# mid-write (its repossessor), and the slot count lives in its database, so a `kill -9` would
+# take a slot for good and, after as many kills as slots, every later run would wait forever.
 MILVUS_WRITE_LIMIT = "milvus-write"
-MILVUS_WRITE_SLOTS = 2
+# A slot's lease, renewed while held: on a Prefect server, a writer killed mid-write frees its
+# slot this long after (Prefect's shortest lease) plus the repossessor's sweep (15 s).
+WRITE_LEASE_SECONDS = 60
 RETRY_DELAYS = [2.0, 10.0, 30.0]
 
 _STOPPED_RUNS: set[str] = set()
@@ -90,17 +96,18 @@ def load_model() -> None:
     get_run_logger().info("ResNet50 ready (%s, batch %d)", encoder.name, encoder.batch_size)
 
 
-@task(name="ensure-write-limit", cache_policy=NONE, retries=2, retry_delay_seconds=[2.0, 10.0])
-def ensure_write_limit() -> None:
-    """Create the `milvus-write` limit with MILVUS_WRITE_SLOTS slots if it is missing;
-    one that exists is left as an operator set it."""
-    if ensure_concurrency_limit(MILVUS_WRITE_LIMIT, MILVUS_WRITE_SLOTS):
-        get_run_logger().info("created the concurrency limit %r with %d slots",
-                              MILVUS_WRITE_LIMIT, MILVUS_WRITE_SLOTS)
+@task(name="find-write-limit", cache_policy=NONE, retries=2, retry_delay_seconds=[2.0, 10.0])
+def find_write_limit() -> bool:
+    """Whether the run's writes take a slot of `milvus-write`: only if that limit exists and is active."""
+    limited = concurrency_limit_active(MILVUS_WRITE_LIMIT)
+    if limited:
+        get_run_logger().info("writes hold a slot of the concurrency limit %r", MILVUS_WRITE_LIMIT)
+    return limited
 
 
 def _write_slot() -> AbstractContextManager[None]:
-    return concurrency(MILVUS_WRITE_LIMIT, occupy=1)
+    # strict=False: a limit deleted since the run looked is no reason to fail a chunk.
+    return concurrency(MILVUS_WRITE_LIMIT, occupy=1, lease_duration=WRITE_LEASE_SECONDS, strict=False)
 
 
 @task(name="plan-index", cache_policy=NONE, retries=3, retry_delay_seconds=RETRY_DELAYS)
@@ -126,14 +133,15 @@ def plan_index(discovery: Discovery, collection: str, chunk_size: int) -> Plan:
     # A stopped run retries nothing: its process is going away.
     retry_condition_fn=lambda _task, task_run, _state: not _stopping(task_run.flow_run_id),
 )
-def index_chunk(images: list[FoundImage], collection: str, number: int, of: int) -> ChunkReport:
+def index_chunk(images: list[FoundImage], collection: str, number: int, of: int,
+                write_limited: bool = False) -> ChunkReport:
     """Decode, embed and write one chunk; idempotent, so a retry is always safe."""
     if _stopping(flow_run.id):
         raise RunStopped(f"not started: the run was stopped ({len(images)} images stay pending)")
     settings = stores.settings()
     report = indexing.index_chunk(
         images, collection, stores.catalog(), stores.vector_store(), stores.encoder(),
-        decode_threads=settings.decode_threads, write_slot=_write_slot,
+        decode_threads=settings.decode_threads, write_slot=_write_slot if write_limited else nullcontext,
     )
     logger = get_run_logger()
     for path, reason in report.failed:

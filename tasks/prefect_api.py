@@ -1,5 +1,5 @@
 """The Prefect API this process talks to: reaching it once, the run records read
-from it, the global concurrency limits created in it, and its temporary server.
+from it, the global concurrency limits found in it, and its temporary server.
 
 With no `PREFECT_API_URL`, Prefect starts a temporary API server in a subprocess
 (`SubprocessASGIServer()`, one per process) and stops it with `atexit`,
@@ -52,24 +52,16 @@ def deliver_run_logs(seconds: float = LOG_DRAIN_SECONDS) -> None:
     drain.join(seconds + 1)
 
 
-def ensure_concurrency_limit(name: str, slots: int) -> bool:
-    """Create Prefect's global concurrency limit `name` with `slots` if it does not exist;
-    True if this call created it. An existing one is never changed."""
+def concurrency_limit_active(name: str) -> bool:
+    """Whether Prefect's global concurrency limit `name` exists and is active."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
-            return False
+            return bool(client.read_global_concurrency_limit_by_name(name).active)
         except ObjectNotFound:
-            pass
-        try:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
-        except ObjectAlreadyExists:  # another run created it in between
             return False
-    return True
 
 
 class PrefectApi:

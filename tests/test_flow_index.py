@@ -155,55 +155,52 @@ def test_run_publishes_progress_and_summary_artifacts(
 def test_chunk_writes_wait_for_a_milvus_write_slot(
     env: Path, tmp_path: Path, photos: list[Photo], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The `milvus-write` global concurrency limit is held around the stores' writes
-    only: with its one slot taken, a run embeds its images, then waits to write."""
+    """With the `milvus-write` limit an operator created, a chunk holds a slot around the stores'
+    writes only: with its one slot taken, a run embeds its images, then waits to write. Without
+    it (every other test), runs take no slot."""
     import threading
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.concurrency.sync import concurrency
 
     from flows.index import index_images
     from imgsearch import indexing
-    from tasks.indexing import MILVUS_WRITE_LIMIT, MILVUS_WRITE_SLOTS
-    from tasks.prefect_api import ensure_concurrency_limit
+    from tasks.indexing import MILVUS_WRITE_LIMIT
+    from tasks.prefect_api import concurrency_limit_active
 
-    ensure_concurrency_limit(MILVUS_WRITE_LIMIT, MILVUS_WRITE_SLOTS)
+    assert not concurrency_limit_active(MILVUS_WRITE_LIMIT)
     with get_client(sync_client=True) as client:
-        created = client.read_global_concurrency_limit_by_name(MILVUS_WRITE_LIMIT)
-        assert created.limit == MILVUS_WRITE_SLOTS  # made by this test or an earlier run of the session
-        client.update_global_concurrency_limit(MILVUS_WRITE_LIMIT, GlobalConcurrencyLimitUpdate(limit=1))
-    assert not ensure_concurrency_limit(MILVUS_WRITE_LIMIT, MILVUS_WRITE_SLOTS)  # one that exists is kept
-    with get_client(sync_client=True) as client:
-        assert client.read_global_concurrency_limit_by_name(MILVUS_WRITE_LIMIT).limit == 1
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=MILVUS_WRITE_LIMIT, limit=1))
+    try:
+        assert concurrency_limit_active(MILVUS_WRITE_LIMIT)
+        write_folder(tmp_path / "p", photos, 4)
+        embedded, wrote = threading.Event(), threading.Event()
+        encoder = stores.encoder()
+        real_embed, real_write = encoder.embed, indexing._write
 
-    write_folder(tmp_path / "p", photos, 4)
-    embedded, wrote = threading.Event(), threading.Event()
-    encoder = stores.encoder()
-    real_embed, real_write = encoder.embed, indexing._write
+        def embed(*args: object, **kwargs: object) -> object:
+            vectors = real_embed(*args, **kwargs)  # type: ignore[arg-type]
+            embedded.set()
+            return vectors
 
-    def embed(*args: object, **kwargs: object) -> object:
-        vectors = real_embed(*args, **kwargs)  # type: ignore[arg-type]
-        embedded.set()
-        return vectors
+        def write(*args: object, **kwargs: object) -> None:
+            wrote.set()
+            real_write(*args, **kwargs)  # type: ignore[arg-type]
 
-    def write(*args: object, **kwargs: object) -> None:
-        wrote.set()
-        real_write(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(encoder, "embed", embed)
-    monkeypatch.setattr(indexing, "_write", write)
-    collection = get_settings().default_table
-    outcome: list[object] = []
-    run = threading.Thread(target=lambda: outcome.append(index_images(path=str(tmp_path / "p"), chunk_size=4)))
-    with concurrency(MILVUS_WRITE_LIMIT, occupy=1):
-        run.start()
-        assert embedded.wait(120), "the run never reached the model"
-        # Writing takes milliseconds once allowed; a second without it shows the wait.
-        assert not wrote.wait(1.0), "a chunk wrote while the only write slot was taken"
-        assert run.is_alive() and stores.catalog().count(collection, "indexed") == 0
-    run.join(120)
-    assert wrote.is_set() and outcome and outcome[0].indexed == 4  # type: ignore[attr-defined]
-    with get_client(sync_client=True) as client:
-        client.update_global_concurrency_limit(
-            MILVUS_WRITE_LIMIT, GlobalConcurrencyLimitUpdate(limit=MILVUS_WRITE_SLOTS))
+        monkeypatch.setattr(encoder, "embed", embed)
+        monkeypatch.setattr(indexing, "_write", write)
+        collection = get_settings().default_table
+        outcome: list[object] = []
+        run = threading.Thread(target=lambda: outcome.append(index_images(path=str(tmp_path / "p"), chunk_size=4)))
+        with concurrency(MILVUS_WRITE_LIMIT, occupy=1):
+            run.start()
+            assert embedded.wait(120), "the run never reached the model"
+            # Writing takes milliseconds once allowed; a second without it shows the wait.
+            assert not wrote.wait(1.0), "a chunk wrote while the only write slot was taken"
+            assert run.is_alive() and stores.catalog().count(collection, "indexed") == 0
+        run.join(120)
+        assert wrote.is_set() and outcome and outcome[0].indexed == 4  # type: ignore[attr-defined]
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_global_concurrency_limit_by_name(MILVUS_WRITE_LIMIT)
