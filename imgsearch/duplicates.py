@@ -69,24 +69,28 @@ def duplicate_groups(collection: str, vectors: VectorStore, catalog: Catalog,
     check_min_score(min_score)
     if not vectors.has_collection(collection) and catalog.count(collection, None) == 0:
         raise NotFound(f"no collection named {collection!r}")
-    ids, matrix = _indexed_vectors(collection, vectors, catalog)
+    ids, matrix, records = _indexed_vectors(collection, vectors, catalog)
     pairs = _similar_pairs(matrix, min_score)
-    records = catalog.get(collection, [ids[i] for i in {i for pair in pairs for i in pair}])
     groups = [_group(members, ids, matrix, records) for members in _components(pairs)]
     return sorted(groups, key=lambda group: (-len(group.images), -group.score, group.images[0].path))
 
 
-def _indexed_vectors(collection: str, vectors: VectorStore, catalog: Catalog) -> tuple[list[int], np.ndarray]:
-    """The vectors of indexed images only: one a crash left without its record is not an image."""
+def _indexed_vectors(
+    collection: str, vectors: VectorStore, catalog: Catalog
+) -> tuple[list[int], np.ndarray, dict[int, ImageRecord]]:
+    """The ids, vectors and records of indexed images only (one a crash left without its
+    record is not an image), each record read once: 20,000 of them are a few MB."""
     ids: list[int] = []
     parts: list[np.ndarray] = []
+    indexed: dict[int, ImageRecord] = {}
     for batch_ids, batch in vectors.iter_vectors(collection):
         records = catalog.get(collection, batch_ids)
         keep = [n for n, image in enumerate(batch_ids) if (r := records.get(image)) is not None and r.status == INDEXED]
         ids += [batch_ids[n] for n in keep]
+        indexed.update((batch_ids[n], records[batch_ids[n]]) for n in keep)
         parts.append(batch[keep])
     matrix = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-    return ids, matrix
+    return ids, matrix, indexed
 
 
 def _similar_pairs(matrix: np.ndarray, min_score: float) -> list[tuple[int, int]]:
@@ -130,7 +134,9 @@ def _group(members: list[int], ids: list[int], matrix: np.ndarray,
         return (-(record.width or 0) * (record.height or 0), -(record.size or 0), record.path)
 
     keeper = min(members, key=keep_first)
-    scores = dict(zip(members, (matrix[members] @ matrix[keeper]).tolist(), strict=True))
+    # float32 rounding puts an exact copy at 1.0000002: a cosine is shown within [-1, 1].
+    similarity = np.clip(matrix[members] @ matrix[keeper], -1.0, 1.0)
+    scores = dict(zip(members, similarity.tolist(), strict=True))
     ordered = [keeper] + sorted((m for m in members if m != keeper), key=lambda m: (-scores[m], keep_first(m)))
     images = []
     for index in ordered:

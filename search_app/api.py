@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from imgsearch.catalog import FAILED
 from imgsearch.collection import counts as collection_counts
 from imgsearch.collection import delete as delete_from_both
 from imgsearch.collection import drop as drop_from_both
@@ -168,27 +167,26 @@ async def record_for(request: Request) -> tuple[Services, str, Any]:
 
 
 async def similar(request: Request) -> Response:
-    started = time.perf_counter()
-    svc, collection, record = await record_for(request)
-    top_k = params.TOP_K.parse(request.query_params, svc.settings.top_k)
-    label = params.LABEL.parse(request.query_params)
-    min_score = params.MIN_SCORE.parse(request.query_params)
-    vectors = await run_in_threadpool(svc.vectors)
-    stored = (await run_in_threadpool(vectors.vectors, collection, [record.id])).get(record.id)
-    if stored is None or record.status == FAILED:
-        raise ApiError(404, f"image {record.id} has no stored vector in {collection!r}")
-    results = await search_vector(svc, stored, collection, top_k, label, exclude=[record.id], min_score=min_score)
-    return JSONResponse({"results": [result_json(r, collection) for r in results],
-                         "took_ms": round((time.perf_counter() - started) * 1000, 2)})
+    """The indexed images nearest to one indexed image (itself left out)."""
+    image = params.IMAGE_ID.parse(request.path_params["id"])
+    return await answer_like_these(request, [image], [], searching.NEGATIVE_WEIGHT)
 
 
 async def like_these(request: Request) -> Response:
     """More like the positive examples, less like the negative ones (all indexed images)."""
-    started = time.perf_counter()
-    svc = services(request)
     query = request.query_params
     positive, negative = params.POSITIVE.parse(query), params.NEGATIVE.parse(query)
     weight = params.NEGATIVE_WEIGHT.parse(query)
+    return await answer_like_these(request, positive, negative,
+                                   searching.NEGATIVE_WEIGHT if weight is None else weight)
+
+
+async def answer_like_these(
+    request: Request, positive: list[int], negative: list[int], negative_weight: float
+) -> Response:
+    started = time.perf_counter()
+    svc = services(request)
+    query = request.query_params
     top_k = params.TOP_K.parse(query, svc.settings.top_k)
     collection = params.COLLECTION.parse(query, svc.settings.default_table)
     label, min_score = params.LABEL.parse(query), params.MIN_SCORE.parse(query)
@@ -197,7 +195,7 @@ async def like_these(request: Request) -> Response:
         raise ApiError(404, f"no collection named {collection!r}")
     results = await run_in_threadpool(lambda: searching.like_these(
         positive, negative, collection, top_k, stores.vectors, stores.catalog, label=label, min_score=min_score,
-        negative_weight=searching.NEGATIVE_WEIGHT if weight is None else weight))
+        negative_weight=negative_weight))
     return JSONResponse({"results": [result_json(r, collection) for r in results],
                          "took_ms": round((time.perf_counter() - started) * 1000, 2)})
 
@@ -302,7 +300,7 @@ async def run_request(request: Request, path: params.ServerPath, collection: par
 
 
 async def start_index(request: Request) -> Response:
-    path, collection = await run_request(request, params.INDEX_PATH, params.BODY_COLLECTION)
+    path, collection = await run_request(request, params.INDEX_PATH, params.COLLECTION)
     status = await run_in_threadpool(services(request).runs.start, path, collection)
     return JSONResponse({"run_id": status.run_id, "status_url": f"/api/index/{status.run_id}"},
                         status_code=202)

@@ -114,7 +114,7 @@ SCHEMAS: dict[str, Any] = {
                                "image_url": {"type": "string"}, "thumbnail_url": {"type": "string"}}}}}}}}},
     "IndexRequest": {"type": "object", "required": [params.INDEX_PATH.name], "properties": {
         params.INDEX_PATH.name: params.INDEX_PATH.schema(),
-        params.BODY_COLLECTION.name: {**params.BODY_COLLECTION.schema(), "nullable": True}}},
+        params.COLLECTION.name: {**params.COLLECTION.schema(), "nullable": True}}},
     "IndexStarted": {"type": "object", "required": ["run_id", "status_url"],
                      "properties": {"run_id": {"type": "string"}, "status_url": {"type": "string"}}},
     "IndexRun": {"type": "object", "required": ["run_id", "state"], "properties": {

@@ -290,7 +290,6 @@ NEGATIVE_WEIGHT = Score("negative_weight",
 INCLUDE_VECTOR = Boolean("include_vector", "true: the record carries its stored feature vector (float32, L2-normalised)")
 COLLECTION = Collection("collection")
 SEED_TABLE = Collection("table_name")
-BODY_COLLECTION = Collection("collection")
 SEED_BODY_TABLE = Collection("Table")
 COLLECTION_IN_PATH = CollectionPath()
 LABEL = Label()
