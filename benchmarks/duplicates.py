@@ -53,8 +53,8 @@ def at_scale(folder: Path, size: int) -> dict[str, Any]:
             "largest": max((len(group.images) for group in groups), default=0), "planted_found": found}
 
 
-def thresholds(weights: Path, precision: str) -> dict[str, Any]:
-    """On the 20 sample photos: how similar each edited copy is to its original, and two
+def thresholds(weights: Path, precision: str, count: int = 20) -> dict[str, Any]:
+    """On `count` of the 20 sample photos: how similar each edited copy is to its original, and two
     views of one scene that share a fifth of it; the share of each above each threshold."""
     from PIL import Image
 
@@ -83,7 +83,7 @@ def thresholds(weights: Path, precision: str) -> dict[str, Any]:
                 "crop90": lambda: jpeg(image.crop((w // 20, h // 20, w - w // 20, h - h // 20))),
                 "flip": lambda: jpeg(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))}[edit]()
 
-    photos = sample_photos(get_settings().cache_dir)
+    photos = sample_photos(get_settings().cache_dir)[:count]
     sources = [Image.open(photo.path).convert("RGB") for photo in photos]
     originals = [augment(source, rng) for source in sources]
     reference = embed([jpeg(image) for image in originals])
