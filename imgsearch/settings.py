@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     top_k: int = Field(10, ge=TOP_K_MIN, le=TOP_K_MAX)
     pooling: Literal["avg", "max"] = "avg"
     precision: Literal["fp32", "bf16", "dynamic", "int8"] = Field(
-        "fp32", description="fp32, bf16 (Keras) or dynamic, int8 (quantised, on LiteRT)")
+        "dynamic", description="dynamic, int8 (quantised, on LiteRT) or fp32, bf16 (Keras)")
     batch_size: int = Field(32, ge=1, le=512)
     chunk_size: int = Field(256, ge=1, le=100_000)
     decode_threads: int = Field(2, ge=1, le=64)

@@ -152,8 +152,16 @@ def _answers(url: str) -> bool:
 def test_search_prints_no_tensorflow_noise_unless_verbose(tmp_path: Path, photos: list[Photo],
                                                           env: dict[str, str]) -> None:
     query = write_folder(tmp_path / "q", photos, 1)[0]
-    quiet = subprocess.run([IMGSEARCH, "search", str(query)], env=env, cwd=tmp_path, capture_output=True,
-                           text=True, timeout=300, check=False)
+    # The default precision runs on LiteRT and never imports TensorFlow: quiet, but for --verbose.
+    lite = subprocess.run([IMGSEARCH, "search", str(query)], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert lite.returncode == 0 and lite.stderr == "", lite.stderr
+    told = subprocess.run([IMGSEARCH, "--verbose", "search", str(query)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert told.returncode == 0 and "XNNPACK" in told.stderr, told.stderr
+    env = {**env, "PRECISION": "fp32"}  # TensorFlow's own start-up lines, filtered
+    quiet = subprocess.run([IMGSEARCH, "search", str(query)], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300, check=False)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     loud = subprocess.run([IMGSEARCH, "--verbose", "search", str(query)], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, check=False)

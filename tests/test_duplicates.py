@@ -12,9 +12,7 @@ from imgsearch.discover import discover
 from imgsearch.duplicates import DEFAULT_MIN_SCORE, duplicate_groups
 from imgsearch.errors import BadInput, NotFound
 from imgsearch.indexing import delete_images, index_chunk
-from imgsearch.resources import encoder as get_encoder
 from imgsearch.samples import Photo, recompressed_copy
-from imgsearch.settings import get_settings
 from tasks import stores
 from tests.conftest import write_folder
 
@@ -51,7 +49,7 @@ def test_planted_copies_are_found_as_exactly_their_groups(env: Path, tmp_path: P
     expected, _ = plant(tmp_path / "library", photos)
     catalog, vectors = stores.catalog(), stores.vector_store()
     index_chunk(discover(tmp_path / "library").images, "lib", catalog, vectors,
-                get_encoder(get_settings().cache_dir / "resnet50_imagenet_notop.weights.h5"))
+                stores.encoder())
 
     groups = duplicate_groups("lib", vectors, catalog)
     assert sorted(sorted({image.path for image in g.images}) for g in groups) == sorted(sorted(e) for e in expected)

@@ -13,9 +13,7 @@ from imgsearch.discover import discover
 from imgsearch.errors import Conflict, NotFound
 from imgsearch.export import HEADER_BYTES, export_collection, npy_header
 from imgsearch.indexing import index_chunk
-from imgsearch.resources import encoder as get_encoder
 from imgsearch.samples import Photo
-from imgsearch.settings import get_settings
 from tasks import stores
 from tests.conftest import write_folder
 
@@ -41,7 +39,7 @@ def test_export_writes_vectors_and_records_row_for_row(env: Path, tmp_path: Path
     (tmp_path / "p" / "broken.jpg").write_bytes(b"not an image")
     catalog, vectors = stores.catalog(), stores.vector_store()
     index_chunk(discover(tmp_path / "p").images, "x", catalog, vectors,
-                get_encoder(get_settings().cache_dir / "resnet50_imagenet_notop.weights.h5"))
+                stores.encoder())
 
     done = export_collection("x", vectors, catalog, tmp_path / "out", batch=5)  # three batches
     assert (done.images, done.dimension) == (12, 2048) and not (tmp_path / "out.part").exists()

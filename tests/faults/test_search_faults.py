@@ -46,7 +46,7 @@ def service(
     paths = write_folder(tmp_path / "photos", photos, 8, seed=31)
     catalog, vectors = Catalog(mariadb.url), VectorStore(milvus_server.uri)
     index_chunk(discover(tmp_path / "photos").images, COLLECTION, catalog, vectors,
-                get_encoder(weights))
+                get_encoder(weights, settings.pooling, settings.batch_size, settings.precision))
     first = catalog.by_path(COLLECTION, str(paths[0].resolve()))
     assert first is not None
     catalog.close()

@@ -66,7 +66,8 @@ class Site:
         return httpx.Client(base_url=self.url, timeout=60, headers=headers)
 
     def index(self, folder: Path, collection: str) -> None:
-        encoder = get_encoder(self.settings.cache_dir / "resnet50_imagenet_notop.weights.h5")
+        encoder = get_encoder(self.settings.cache_dir / "resnet50_imagenet_notop.weights.h5", self.settings.pooling,
+                              self.settings.batch_size, self.settings.precision)
         index_chunk(discover(folder).images, collection, self.catalog, self.vectors, encoder)
 
 

@@ -43,7 +43,7 @@ def fuzz_url(tmp_path_factory: pytest.TempPathFactory, photos: list[Photo], weig
 
     vectors = resources.vector_store(config.milvus_uri)  # the app shares this client
     index_chunk(discover(root / "photos").images, "fuzz", Catalog(config.database_url), vectors,
-                get_encoder(weights))
+                get_encoder(weights, config.pooling, config.batch_size, config.precision))
     with live_server(create_app(config)) as url:
         yield url
 
