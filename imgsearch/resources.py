@@ -19,8 +19,10 @@ from pathlib import Path
 from imgsearch.catalog import Catalog
 from imgsearch.encoder import Pooling, Precision
 from imgsearch.models import AnyEncoder, build_encoder
+from imgsearch.settings import Settings
 from imgsearch.thumbnails import ThumbnailCache
 from imgsearch.vectors import VectorStore
+from imgsearch.weights import find_weights
 
 _LOCK = threading.RLock()
 _ENCODERS: dict[tuple[str, str, int, str], AnyEncoder] = {}
@@ -42,6 +44,12 @@ def encoder(
             _ENCODERS[key] = build_encoder(weights, pooling, batch_size, precision)
             _MODEL_BUILDS += 1
         return _ENCODERS[key]
+
+
+def encoder_of(settings: Settings) -> AnyEncoder:
+    """The process' encoder for what `settings` name: weights, pooling, batch size, precision."""
+    weights = find_weights(settings.cache_dir, settings.weights)
+    return encoder(weights, settings.pooling, settings.batch_size, settings.precision)
 
 
 def model_builds() -> int:

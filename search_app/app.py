@@ -19,7 +19,6 @@ from starlette.staticfiles import StaticFiles
 
 from imgsearch import resources
 from imgsearch.settings import Settings, get_settings
-from imgsearch.weights import find_weights
 from search_app import api, openapi, seed
 from search_app.batching import QueryBatcher
 from search_app.errors import HANDLERS
@@ -35,11 +34,7 @@ log = logging.getLogger("imgsearch.http")
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     services: Services = app.state.services
-    current = services.settings
-    weights = find_weights(current.cache_dir, current.weights)
-    services.encoder = await run_in_threadpool(
-        resources.encoder, weights, current.pooling, current.batch_size, current.precision
-    )
+    services.encoder = await run_in_threadpool(resources.encoder_of, services.settings)
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():

@@ -12,7 +12,6 @@ from imgsearch import resources
 from imgsearch.models import AnyEncoder
 from imgsearch.settings import Settings, get_settings
 from imgsearch.vectors import VectorStore
-from imgsearch.weights import find_weights
 
 
 def settings() -> Settings:
@@ -32,6 +31,4 @@ def both() -> collection.Stores:
 
 
 def encoder() -> AnyEncoder:
-    current = get_settings()
-    weights = find_weights(current.cache_dir, current.weights)
-    return resources.encoder(weights, current.pooling, current.batch_size, current.precision)
+    return resources.encoder_of(get_settings())

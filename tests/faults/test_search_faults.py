@@ -14,7 +14,7 @@ import pytest
 from imgsearch.resources import release_stores
 from imgsearch.catalog import Catalog
 from imgsearch.discover import discover
-from imgsearch.resources import encoder as get_encoder
+from imgsearch.resources import encoder_of
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import Photo
 from imgsearch.settings import get_settings, load_settings
@@ -46,7 +46,7 @@ def service(
     paths = write_folder(tmp_path / "photos", photos, 8, seed=31)
     catalog, vectors = Catalog(mariadb.url), VectorStore(milvus_server.uri)
     index_chunk(discover(tmp_path / "photos").images, COLLECTION, catalog, vectors,
-                get_encoder(weights, settings.pooling, settings.batch_size, settings.precision))
+                encoder_of(settings))
     first = catalog.by_path(COLLECTION, str(paths[0].resolve()))
     assert first is not None
     catalog.close()

@@ -17,7 +17,7 @@ import uvicorn
 from imgsearch.resources import release_stores
 from imgsearch.catalog import Catalog
 from imgsearch.discover import discover
-from imgsearch.resources import encoder as get_encoder
+from imgsearch.resources import encoder_of
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import Photo
 from imgsearch.settings import Settings, get_settings, load_settings
@@ -66,9 +66,7 @@ class Site:
         return httpx.Client(base_url=self.url, timeout=60, headers=headers)
 
     def index(self, folder: Path, collection: str) -> None:
-        encoder = get_encoder(self.settings.cache_dir / "resnet50_imagenet_notop.weights.h5", self.settings.pooling,
-                              self.settings.batch_size, self.settings.precision)
-        index_chunk(discover(folder).images, collection, self.catalog, self.vectors, encoder)
+        index_chunk(discover(folder).images, collection, self.catalog, self.vectors, encoder_of(self.settings))
 
 
 @pytest.fixture(scope="package")

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from imgsearch.catalog import Catalog
 from imgsearch.discover import discover
-from imgsearch.resources import encoder as get_encoder
+from imgsearch.resources import encoder_of
 from imgsearch.indexing import index_chunk
 from imgsearch.samples import Photo
 from imgsearch.settings import load_settings
@@ -43,7 +43,7 @@ def fuzz_url(tmp_path_factory: pytest.TempPathFactory, photos: list[Photo], weig
 
     vectors = resources.vector_store(config.milvus_uri)  # the app shares this client
     index_chunk(discover(root / "photos").images, "fuzz", Catalog(config.database_url), vectors,
-                get_encoder(weights, config.pooling, config.batch_size, config.precision))
+                encoder_of(config))
     with live_server(create_app(config)) as url:
         yield url
 
