@@ -9,16 +9,16 @@ spreads one pass over every core, and two at once only thrash the caches.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from imgsearch import runtime
-from imgsearch.pass_lock import PassLock
 from imgsearch.decode import INPUT_SIZE
 from imgsearch.weights import HOW_TO_PROVIDE, WeightsError
 
@@ -96,31 +96,15 @@ class Encoder:
         # Trace the graph now (shape-generic), not inside the first real batch.
         forward(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8))
 
-    def turn(self, since: float) -> AbstractContextManager[None]:
-        """An index chunk's model phase (PassLock.turn): later chunks' passes wait for its."""
-        return self._lock.turn(since)
-
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        """The model's inputs for `embed_prepared`: the pixels themselves, since this
-        model's graph does its own preprocessing (LiteRT's `prepare` does not)."""
-        if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-            raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) pixels, got {pixels.shape}")
-        return pixels
-
-    def embed_prepared(self, inputs: np.ndarray, *, urgent: bool = False, since: float = 0.0) -> np.ndarray:
-        """`prepare`'s inputs -> (N, 2048) float32 unit vectors."""
-        return self.embed(inputs, urgent=urgent, since=since)
-
-    def embed(self, pixels: np.ndarray, *, urgent: bool = False, since: float = 0.0) -> np.ndarray:
+    def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
         """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors. `urgent`
-        passes (a person waiting on a search) go before waiting indexing passes;
-        among those, the chunk that started first (`since`) goes first."""
+        passes (a person waiting on a search) go before waiting indexing passes."""
         if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) pixels, got {pixels.shape}")
         outputs = []
         start = 0
         while start < len(pixels):
-            with self._lock.hold(urgent, since):
+            with self._lock.hold(urgent):
                 # A search waiting behind an index batch waits for a quarter batch, not a whole one.
                 size = self.batch_size // 4 if not urgent and self._lock.urgent_waiting else self.batch_size
                 batch = np.ascontiguousarray(pixels[start : start + max(1, size)], dtype=np.uint8)
@@ -129,6 +113,56 @@ class Encoder:
         if not outputs:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+class PassLock:
+    """One forward pass at a time; urgent waiters first, but never more than
+    `urgent_run` urgent passes in a row while a normal one waits, so that a
+    steady stream of searches slows an index run down without stopping it."""
+
+    def __init__(self, urgent_run: int = 2) -> None:
+        self._state = threading.Condition()
+        self._held = False
+        self._urgent_waiting = 0
+        self._urgent_in_a_row = 0
+        self._urgent_run = urgent_run
+        self._normal_waiting = 0
+
+    @contextmanager
+    def hold(self, urgent: bool) -> Iterator[None]:
+        with self._state:
+            if urgent:
+                self._urgent_waiting += 1
+            else:
+                self._normal_waiting += 1
+            try:
+                while not self._may_go(urgent):
+                    self._state.wait()
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+                else:
+                    self._normal_waiting -= 1
+            self._held = True
+            self._urgent_in_a_row = self._urgent_in_a_row + 1 if urgent else 0
+        try:
+            yield
+        finally:
+            with self._state:
+                self._held = False
+                self._state.notify_all()
+
+    @property
+    def urgent_waiting(self) -> int:
+        return self._urgent_waiting
+
+    def _may_go(self, urgent: bool) -> bool:
+        if self._held:
+            return False
+        starving = self._normal_waiting > 0 and self._urgent_in_a_row >= self._urgent_run
+        if urgent:
+            return not starving
+        return self._urgent_waiting == 0 or starving
 
 
 def untrained_layers(model: object) -> list[str]:

@@ -12,9 +12,8 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 
 import numpy as np
 
@@ -123,12 +122,11 @@ def _read_and_hash(image: FoundImage) -> _Read:
     return item
 
 
-def _decode_file(item: _Read, prepare: Callable[[np.ndarray], np.ndarray]) -> DecodedImage | str:
-    """Decoded pixels made the model's inputs (`prepare`), or the reason the file cannot be used."""
+def _decode_file(item: _Read) -> DecodedImage | str:
+    """Decoded pixels, or the reason the file cannot be used."""
     try:
         with open(item.image.path, "rb") as handle:
-            decoded = decode_image(handle.read())
-        return replace(decoded, pixels=prepare(decoded.pixels[np.newaxis])[0])
+            return decode_image(handle.read())
     except DecodeError as error:
         return str(error)
     except OSError as error:
@@ -181,25 +179,22 @@ def index_chunk(
     dims: dict[int, tuple[int, int]] = {}
     batches: list[np.ndarray] = []
     batch: list[np.ndarray] = []
-    # The chunk's turn: a chunk started later waits, reading or writing meanwhile (PassLock).
-    with encoder.turn(started):
-        for item, decoded in zip(
-            to_embed,
-            prefetch_map(partial(_decode_file, prepare=encoder.prepare), to_embed, decode_threads,
-                         ahead=2 * encoder.batch_size),
-            strict=True,
-        ):
-            if isinstance(decoded, str):
-                failed.append((item, decoded))
-                continue
-            embedded.append(item)
-            dims[item.id] = (decoded.width, decoded.height)
-            batch.append(decoded.pixels)
-            if len(batch) == encoder.batch_size:
-                batches.append(encoder.embed_prepared(np.stack(batch), since=started))
-                batch = []
-        if batch:
-            batches.append(encoder.embed_prepared(np.stack(batch), since=started))
+    for item, decoded in zip(
+        to_embed,
+        prefetch_map(_decode_file, to_embed, decode_threads, ahead=2 * encoder.batch_size),
+        strict=True,
+    ):
+        if isinstance(decoded, str):
+            failed.append((item, decoded))
+            continue
+        embedded.append(item)
+        dims[item.id] = (decoded.width, decoded.height)
+        batch.append(decoded.pixels)
+        if len(batch) == encoder.batch_size:
+            batches.append(encoder.embed(np.stack(batch)))
+            batch = []
+    if batch:
+        batches.append(encoder.embed(np.stack(batch)))
 
     new_vectors = list(np.concatenate(batches)) if batches else []
     for item in reuse:

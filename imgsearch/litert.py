@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,8 +37,7 @@ import numpy as np
 
 from imgsearch import runtime
 from imgsearch.decode import INPUT_SIZE
-from imgsearch.encoder import FEATURE_DIM, build_keras_resnet50, encoder_name
-from imgsearch.pass_lock import PassLock
+from imgsearch.encoder import FEATURE_DIM, PassLock, build_keras_resnet50, encoder_name
 from imgsearch.weights import WeightsError, sha256_file
 
 log = logging.getLogger(__name__)
@@ -250,29 +248,16 @@ class LiteRTEncoder:
         self._single = sized_interpreter(self.model_path, 1, threads)
         self._lock = PassLock()
 
-    def turn(self, since: float) -> AbstractContextManager[None]:
-        """An index chunk's model phase (PassLock.turn): later chunks' passes wait for its."""
-        return self._lock.turn(since)
-
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 224, 224, 3) uint8 -> the model's float inputs, for `embed_prepared`: an index
-        run does this in its decoding threads, off the path between two passes."""
+    def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
+        """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors."""
         if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) pixels, got {pixels.shape}")
-        return preprocess(pixels)
-
-    def embed(self, pixels: np.ndarray, *, urgent: bool = False, since: float = 0.0) -> np.ndarray:
-        """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors."""
-        return self.embed_prepared(self.prepare(pixels), urgent=urgent, since=since)
-
-    def embed_prepared(self, inputs: np.ndarray, *, urgent: bool = False, since: float = 0.0) -> np.ndarray:
-        """`prepare`'s inputs -> (N, 2048) float32 unit vectors."""
-        features = np.zeros((len(inputs), FEATURE_DIM), dtype=np.float32)
-        for start, size in batches(len(inputs), BATCH):
-            batch = np.ascontiguousarray(inputs[start : start + size], dtype=np.float32)
-            with self._lock.hold(urgent, since):
+        features = np.zeros((len(pixels), FEATURE_DIM), dtype=np.float32)
+        for start, size in batches(len(pixels), BATCH):
+            inputs = preprocess(pixels[start : start + size])
+            with self._lock.hold(urgent):
                 interpreter = self._batched if size == BATCH else self._single
-                features[start : start + size] = interpreter_outputs(interpreter, batch)
+                features[start : start + size] = interpreter_outputs(interpreter, inputs)
         norms = np.linalg.norm(features, axis=1, keepdims=True)
         unit: np.ndarray = features / np.maximum(norms, 1e-12)
         return unit

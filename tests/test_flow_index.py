@@ -177,7 +177,7 @@ def test_chunk_writes_wait_for_a_milvus_write_slot(
         write_folder(tmp_path / "p", photos, 4)
         embedded, wrote = threading.Event(), threading.Event()
         encoder = stores.encoder()
-        real_embed, real_write = encoder.embed_prepared, indexing._write
+        real_embed, real_write = encoder.embed, indexing._write
 
         def embed(*args: object, **kwargs: object) -> object:
             vectors = real_embed(*args, **kwargs)  # type: ignore[arg-type]
@@ -188,7 +188,7 @@ def test_chunk_writes_wait_for_a_milvus_write_slot(
             wrote.set()
             real_write(*args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(encoder, "embed_prepared", embed)
+        monkeypatch.setattr(encoder, "embed", embed)
         monkeypatch.setattr(indexing, "_write", write)
         collection = get_settings().default_table
         outcome: list[object] = []
