@@ -95,8 +95,10 @@ def test_a_backend_restarted_mid_run_is_ridden_out(
     files = write_folder(tmp_path / "photos", photos, PHOTOS, seed=21)
     outage = Outage(stack.server(backend), stack.mariadb.url, seconds=3)
     outage.start()
-    state = index_images(path=str(tmp_path / "photos"), chunk_size=CHUNK, retries=3,
-                         retry_delay_seconds=1.0, return_state=True)
+    # Retries after 0.4, 2 and 10 s, then 50: the restarted server is back within the first three
+    # on a fast machine, and a slow one still gets the fourth.
+    state = index_images(path=str(tmp_path / "photos"), chunk_size=CHUNK, retries=4,
+                         retry_delay_seconds=0.4, return_state=True)
     outage.join(timeout=60)
     assert outage.error is None, outage.error
     assert 0 < outage.indexed_at_stop < PHOTOS, "the outage fell inside the run"

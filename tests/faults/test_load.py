@@ -1,12 +1,13 @@
-"""16 clients for 60 s of mixed search / similar / thumbnail traffic (locust, on
+"""16 clients for 30 s of mixed search / similar / thumbnail traffic (locust, on
 loopback) against `imgsearch serve`, while an index run of the same server
 writes into the collection being queried: no failed request, and the run
-completes with the counts right. Latencies go to tests/artifacts/load.json
-(and, by hand, to BENCHMARKS.md)."""
+completes with the counts right. Latencies go to tests/artifacts/load.json;
+BENCHMARKS.md's figures come from a minute of it (IMGSEARCH_LOAD_SECONDS=60)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ from tests.faults.conftest import ROOT, subprocess_env
 
 COLLECTION = "loaded"
 INDEXED, WRITTEN_DURING_LOAD = 60, 300
-USERS, SECONDS = 16, 60
+USERS = 16
+SECONDS = int(os.environ.get("IMGSEARCH_LOAD_SECONDS", "30"))  # an index run of 300 photos overlaps 30 s
 
 
 def index(url: str, folder: Path) -> str:
@@ -43,7 +45,7 @@ def wait_for(url: str, run_id: str, seconds: float = 300) -> dict:
     return run
 
 
-def test_sixteen_clients_for_a_minute_while_indexing(
+def test_sixteen_clients_for_half_a_minute_while_indexing(
     tmp_path: Path, photos: list[Photo], weights: Path, prefect_api_url: str
 ) -> None:
     first = write_folder(tmp_path / "first", photos, INDEXED, seed=61)
