@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearch.evaluation import edits, gem, pool, ranking_metrics
+from imgsearch.evaluation import edits, gem, learn_whitening, pool, ranking_metrics
 
 
 def test_ranking_metrics_by_hand() -> None:
@@ -42,3 +42,33 @@ def test_edits_keep_images_usable() -> None:
     for name, edit in edits(random.Random(0)).items():
         edited = edit(image)
         assert edited.mode == "RGB" and min(edited.size) > 50, name
+
+
+def nuisance_dominated(seed: int = 0) -> tuple[np.ndarray, list[frozenset[str]]]:
+    """Unit vectors whose label lies along an axis of small spread while three axes of large
+    spread carry nothing (lighting, framing): cosine neighbours follow the nuisance."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.integers(0, 2, 200)
+    features = np.zeros((200, 6))
+    features[:, 0] = 10.0  # pooled ReLU maps share a large positive mean
+    features[:, 1] = np.where(kinds == 1, 0.3, -0.3) + rng.normal(0, 0.03, 200)
+    features[:, 2:5] = rng.normal(0, 2.0, (200, 3))
+    labels = [frozenset({f"kind {kind}"}) for kind in kinds]
+    return features / np.linalg.norm(features, axis=1, keepdims=True), labels
+
+
+def test_whitening_decorrelates_and_drops_axes_without_variance() -> None:
+    features, _ = nuisance_dominated()
+    whitening = learn_whitening(features)
+    assert whitening.projection.shape == (6, 5)  # the sixth axis is all zeros: nothing to whiten
+    projected = (features - whitening.mean) @ whitening.projection
+    assert np.allclose(np.cov(projected.T), np.eye(5), atol=1e-3)
+    assert np.allclose(np.linalg.norm(whitening(features), axis=1), 1.0)
+    assert learn_whitening(features, dims=2).projection.shape == (6, 2)
+
+
+def test_whitening_lets_a_weak_label_axis_count() -> None:
+    features, labels = nuisance_dominated()
+    plain = ranking_metrics(features, labels)["P@1"]
+    whitened = ranking_metrics(learn_whitening(features)(features), labels)["P@1"]
+    assert plain < 0.8 and whitened > 0.95, (plain, whitened)
