@@ -342,8 +342,12 @@ def _class_names() -> list[str] | None:
 
 
 def sample(arguments: argparse.Namespace) -> int:
-    from imgsearch.samples import make_voc_sample
+    from imgsearch.samples import KINDS, make_kinds_sample, make_voc_sample
 
+    if arguments.kinds:
+        year = make_kinds_sample(arguments.dest, arguments.count, settings().cache_dir, seed=arguments.seed)
+        print(f"wrote {arguments.count} images of {len(KINDS)} kinds of object in PASCAL VOC layout under {year}")
+        return 0
     year = make_voc_sample(arguments.dest, arguments.count, settings().cache_dir,
                            _class_names(), seed=arguments.seed)
     print(f"wrote {arguments.count} photos in PASCAL VOC layout under {year}")

@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("dest", type=Path)
     sample.add_argument("--count", type=_positive, default=200)
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--kinds", action="store_true",
+                        help="label by kind of object drawn over the photos (for imgsearch eval), "
+                             "not by source photo")
 
     demo = command("demo", run.demo, "Index PATH (or a 200-photo sample) and search it.")
     demo.add_argument("path", nargs="?")

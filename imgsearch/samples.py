@@ -10,6 +10,7 @@ scales and JPEG recompression, written as `VOCdevkit/VOC2012/JPEGImages` with
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from imgsearch.errors import Unavailable
 
@@ -98,6 +99,64 @@ def make_voc_sample(
         image.save(images / f"{name}.jpg", quality=rng.randint(70, 95))
         label = class_names[photo.class_id] if class_names else f"class_{photo.class_id}"
         (annotations / f"{name}.xml").write_text(_annotation(name, size, label))
+    return year
+
+
+# Kinds of object for `make_kinds_sample`, each drawn as a polygon of unit size around (0, 0).
+def _star(points: int, inner: float) -> list[tuple[float, float]]:
+    return [((1.0 if i % 2 == 0 else inner) * math.cos(math.pi * i / points - math.pi / 2),
+             (1.0 if i % 2 == 0 else inner) * math.sin(math.pi * i / points - math.pi / 2))
+            for i in range(2 * points)]
+
+
+def _regular(sides: int) -> list[tuple[float, float]]:
+    return [(math.cos(2 * math.pi * i / sides - math.pi / 2), math.sin(2 * math.pi * i / sides - math.pi / 2))
+            for i in range(sides)]
+
+
+KINDS: dict[str, list[tuple[float, float]]] = {
+    "triangle": _regular(3),
+    "square": _regular(4),
+    "hexagon": _regular(6),
+    "disc": _regular(48),
+    "star": _star(5, 0.4),
+    "cross": [(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3), (0.3, 1), (-0.3, 1),
+              (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)],
+    "arrow": [(-1, -0.25), (0.2, -0.25), (0.2, -0.6), (1, 0), (0.2, 0.6), (0.2, 0.25), (-1, 0.25)],
+    "crescent": [(math.cos(a), math.sin(a)) for a in (math.pi * (0.25 + 1.5 * i / 24) for i in range(25))]
+    + [(0.45 + 0.8 * math.cos(a), 0.8 * math.sin(a)) for a in (math.pi * (1.7 - 1.4 * i / 24) for i in range(25))],
+}
+
+
+def make_kinds_sample(dest: Path, count: int, cache_dir: Path, seed: int = 0) -> Path:
+    """Write `count` VOC-style images whose label is a kind of object (`KINDS`), each one
+    drawn anew: one to three of them, of any colour, size, place and angle, over a random
+    crop of any of the sample photos. Unlike `make_voc_sample`'s crops of one photo per
+    class, two images of a class share no pixels, and every background appears in every
+    class: retrieval by label has to find the object, not the photo."""
+    photos = sample_photos(cache_dir)
+    rng = random.Random(seed)
+    year = dest / "VOCdevkit" / "VOC2012"
+    images, annotations = year / "JPEGImages", year / "Annotations"
+    images.mkdir(parents=True, exist_ok=True)
+    annotations.mkdir(parents=True, exist_ok=True)
+    sources = [Image.open(photo.path).convert("RGB") for photo in photos]
+    kinds = sorted(KINDS)
+    for number in range(count):
+        kind = kinds[number % len(kinds)]
+        size = (500, 375) if rng.random() < 0.8 else (375, 500)
+        image = augment(sources[rng.randrange(len(sources))], rng, size)
+        draw = ImageDraw.Draw(image)
+        for _ in range(rng.randint(1, 3)):
+            radius = rng.uniform(0.12, 0.3) * min(size)
+            centre = (rng.uniform(radius, size[0] - radius), rng.uniform(radius, size[1] - radius))
+            angle = rng.uniform(0, 2 * math.pi)
+            outline = [(centre[0] + radius * (x * math.cos(angle) - y * math.sin(angle)),
+                        centre[1] + radius * (x * math.sin(angle) + y * math.cos(angle))) for x, y in KINDS[kind]]
+            draw.polygon(outline, fill=tuple(rng.randint(0, 255) for _ in range(3)))
+        name = f"2012_{number + 1:06d}"
+        image.save(images / f"{name}.jpg", quality=rng.randint(70, 95))
+        (annotations / f"{name}.xml").write_text(_annotation(name, size, kind))
     return year
 
 

@@ -177,3 +177,11 @@ def test_export_writes_both_files_and_refuses_an_existing_folder(run, tmp_path: 
     assert killed.returncode == -9 and (tmp_path / "cut.part").exists() and not (tmp_path / "cut").exists()
     assert run("export", "--out", str(tmp_path / "cut")).returncode == 0
     assert not (tmp_path / "cut.part").exists() and np.load(tmp_path / "cut" / "vectors.npy").shape == (5, 2048)
+
+
+def test_sample_kinds_writes_a_labelled_voc_tree(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    written = run("sample", str(tmp_path / "kinds"), "--count", "8", "--kinds", "--seed", "2")
+    assert written.returncode == 0, written.stderr
+    assert written.stdout.startswith("wrote 8 images of 8 kinds of object in PASCAL VOC layout under ")
+    annotations = sorted((tmp_path / "kinds" / "VOCdevkit" / "VOC2012" / "Annotations").glob("*.xml"))
+    assert len(annotations) == 8 and "<name>arrow</name>" in annotations[0].read_text()
