@@ -86,20 +86,31 @@ def make_voc_sample(
     """Write `count` VOC-style photos under `dest`; return the VOCdevkit year folder."""
     photos = sample_photos(cache_dir)
     rng = random.Random(seed)
-    year = dest / "VOCdevkit" / "VOC2012"
-    images, annotations = year / "JPEGImages", year / "Annotations"
-    images.mkdir(parents=True, exist_ok=True)
-    annotations.mkdir(parents=True, exist_ok=True)
+    year = _voc_year(dest)
     sources = {photo.path: Image.open(photo.path).convert("RGB") for photo in photos}
     for number in range(count):
         photo = photos[number % len(photos)]
         size = (500, 375) if rng.random() < 0.8 else (375, 500)
         image = augment(sources[photo.path], rng, size)
-        name = f"2012_{number + 1:06d}"
-        image.save(images / f"{name}.jpg", quality=rng.randint(70, 95))
         label = class_names[photo.class_id] if class_names else f"class_{photo.class_id}"
-        (annotations / f"{name}.xml").write_text(_annotation(name, size, label))
+        _write_voc_image(year, number, image, label, rng)
     return year
+
+
+def _voc_year(dest: Path) -> Path:
+    """`dest/VOCdevkit/VOC2012`, with its `JPEGImages` and `Annotations` folders made."""
+    year = dest / "VOCdevkit" / "VOC2012"
+    for folder in ("JPEGImages", "Annotations"):
+        (year / folder).mkdir(parents=True, exist_ok=True)
+    return year
+
+
+def _write_voc_image(year: Path, number: int, image: Image.Image, label: str, rng: random.Random) -> None:
+    """The `number`th image (from 0) of a set, recompressed at a random JPEG quality, and its
+    annotation naming one object, `label`, over the whole image."""
+    name = f"2012_{number + 1:06d}"
+    image.save(year / "JPEGImages" / f"{name}.jpg", quality=rng.randint(70, 95))
+    (year / "Annotations" / f"{name}.xml").write_text(_annotation(name, image.size, label))
 
 
 # Kinds of object for `make_kinds_sample`, each drawn as a polygon of unit size around (0, 0).
@@ -136,10 +147,7 @@ def make_kinds_sample(dest: Path, count: int, cache_dir: Path, seed: int = 0) ->
     class: retrieval by label has to find the object, not the photo."""
     photos = sample_photos(cache_dir)
     rng = random.Random(seed)
-    year = dest / "VOCdevkit" / "VOC2012"
-    images, annotations = year / "JPEGImages", year / "Annotations"
-    images.mkdir(parents=True, exist_ok=True)
-    annotations.mkdir(parents=True, exist_ok=True)
+    year = _voc_year(dest)
     sources = [Image.open(photo.path).convert("RGB") for photo in photos]
     kinds = sorted(KINDS)
     for number in range(count):
@@ -154,9 +162,7 @@ def make_kinds_sample(dest: Path, count: int, cache_dir: Path, seed: int = 0) ->
             outline = [(centre[0] + radius * (x * math.cos(angle) - y * math.sin(angle)),
                         centre[1] + radius * (x * math.sin(angle) + y * math.cos(angle))) for x, y in KINDS[kind]]
             draw.polygon(outline, fill=tuple(rng.randint(0, 255) for _ in range(3)))
-        name = f"2012_{number + 1:06d}"
-        image.save(images / f"{name}.jpg", quality=rng.randint(70, 95))
-        (annotations / f"{name}.xml").write_text(_annotation(name, size, kind))
+        _write_voc_image(year, number, image, kind, rng)
     return year
 
 
