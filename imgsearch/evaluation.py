@@ -191,14 +191,13 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
     for kind in POOLINGS:
         pooled = pool(maps, kind)
         edited_pooled = {name: pool(edited, kind) for name, edited in edit_maps.items()}
-        whiten = learn_whitening(pooled)
-        for variant, transform in ((kind, None), (kind + WHITENED, whiten)):
-            database = pooled if transform is None else transform(pooled)
+        unchanged: Embed = lambda features: features
+        for variant, transform in ((kind, unchanged), (kind + WHITENED, learn_whitening(pooled))):
+            database = transform(pooled)
             ranking[variant] = ranking_metrics(database, labels)
             near[variant] = {}
             for name, edited in edited_pooled.items():
-                scores = (edited if transform is None else transform(edited)) @ database.T
-                ranks = (scores > scores[np.arange(len(chosen)), chosen][:, None]).sum(axis=1)
+                ranks = original_ranks(transform(edited) @ database.T, chosen)
                 near[variant][name] = {"recall@1": float((ranks == 0).mean()),
                                        "recall@10": float((ranks < 10).mean())}
     # Rounded, so that float noise cannot decide; on a tie the earlier (the default, avg) wins.
@@ -207,6 +206,14 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
     best_overall = max(ranking, key=lambda variant: _score(ranking, near, variant))
     compared = compare_precisions(pixels, labels, edit_pixels, chosen, encoders) if encoders else {}
     return Evaluation(len(images), ranking, near, best, compared, best_overall)
+
+
+def original_ranks(scores: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
+    """For each edited copy (a row of `scores` against every image), how many images score
+    above its original, `chosen[row]`: 0 means the original is found first."""
+    originals = scores[np.arange(len(chosen)), chosen][:, None]
+    ranks: np.ndarray = (scores > originals).sum(axis=1)
+    return ranks
 
 
 def _score(ranking: dict[str, dict[str, float]], near: dict[str, dict[str, dict[str, float]]],
@@ -227,9 +234,7 @@ def compare_precisions(pixels: np.ndarray, labels: Sequence[frozenset[str]], edi
         metrics = ranking_metrics(database, labels)
         recalls = []
         for edited in edit_pixels.values():
-            scores = embed(edited) @ database.T
-            ranks = (scores > scores[np.arange(len(chosen)), chosen][:, None]).sum(axis=1)
-            recalls.append(float((ranks == 0).mean()))
+            recalls.append(float((original_ranks(embed(edited) @ database.T, chosen) == 0).mean()))
         metrics["near_duplicate_recall@1"] = float(np.mean(recalls))
         top10 = _top10(database)
         reference = top10 if reference is None else reference

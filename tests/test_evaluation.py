@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearch.evaluation import edits, gem, learn_whitening, pool, ranking_metrics
+from imgsearch.evaluation import edits, gem, learn_whitening, original_ranks, pool, ranking_metrics
 
 
 def test_ranking_metrics_by_hand() -> None:
@@ -72,3 +72,9 @@ def test_whitening_lets_a_weak_label_axis_count() -> None:
     plain = ranking_metrics(features, labels)["P@1"]
     whitened = ranking_metrics(learn_whitening(features)(features), labels)["P@1"]
     assert plain < 0.8 and whitened > 0.95, (plain, whitened)
+
+
+def test_original_ranks_count_the_images_above_each_original() -> None:
+    scores = np.array([[0.9, 0.5, 0.95], [0.2, 0.8, 0.1]])  # copy 0 of image 0, copy 1 of image 1
+    assert original_ranks(scores, [0, 1]).tolist() == [1, 0]
+    assert original_ranks(scores, [1, 2]).tolist() == [2, 2]
