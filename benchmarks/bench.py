@@ -254,8 +254,9 @@ def milvus_alone(folder: Path, sizes: list[int], index_type: str) -> dict[str, A
 
 
 # -- (g) ------------------------------------------------------------------------------
-def precisions(weights: Path, files: list[Path], queries: int, database: int, singles: int = 20) -> dict[str, Any]:
-    """Every PRECISION side by side in this process: images/s over `database` photos (each
+def precisions(weights: Path, pooling: str, files: list[Path], queries: int, database: int,
+               singles: int = 20) -> dict[str, Any]:
+    """Every PRECISION (of `pooling`) side by side in this process: images/s over `database` photos (each
     encoder at its own batch), one image's time, and against fp32 the mean cosine and the
     mean overlap of the top-10 of `queries` recompressed copies."""
     import io
@@ -263,8 +264,8 @@ def precisions(weights: Path, files: list[Path], queries: int, database: int, si
     from PIL import Image
 
     from imgsearch.decode import decode_image
-    from imgsearch.encoder import PRECISIONS, Encoder
-    from imgsearch.litert import LiteRTEncoder
+    from imgsearch.encoder import PRECISIONS
+    from imgsearch.models import build_encoder
 
     def recompressed(path: Path) -> np.ndarray:
         with Image.open(path) as image:
@@ -279,8 +280,7 @@ def precisions(weights: Path, files: list[Path], queries: int, database: int, si
     figures: dict[str, Any] = {"queries": len(asked), "database": len(pixels)}
     reference: dict[str, np.ndarray] = {}
     for precision in PRECISIONS:
-        encoder = (LiteRTEncoder(weights, "avg", precision) if precision in ("dynamic", "int8")
-                   else Encoder(weights, precision=precision))  # type: ignore[arg-type]
+        encoder = build_encoder(weights, pooling, 32, precision)  # type: ignore[arg-type]
         encoder.embed(pixels[:32])
         started = time.perf_counter()
         stored = encoder.embed(pixels)
@@ -347,12 +347,12 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     report["f_milvus"] = {kind: milvus_alone(root, sizes, kind) for kind in ("FLAT", "IVF_FLAT")}
 
     say("(g) every precision against fp32")
-    report["g_precision"] = precisions(weights, files, queries=20 if smoke else 200,
+    report["g_precision"] = precisions(weights, settings.pooling, files, queries=20 if smoke else 200,
                                        database=len(files) if quick else 1000, singles=3 if smoke else 20)
 
     say("(h) duplicate groups")
     report["h_duplicates"] = {"at_scale": duplicates.at_scale(root, 2000 if smoke else 20000),
-                              "thresholds": duplicates.thresholds(weights, settings.precision,
+                              "thresholds": duplicates.thresholds(weights, settings.pooling, settings.precision,
                                                                   5 if smoke else 20)}
 
     a, b, c = (report["a_model"]["images_per_second"], report["b_seed"]["images_per_second"],

@@ -53,7 +53,7 @@ def at_scale(folder: Path, size: int) -> dict[str, Any]:
             "largest": max((len(group.images) for group in groups), default=0), "planted_found": found}
 
 
-def thresholds(weights: Path, precision: str, count: int = 20) -> dict[str, Any]:
+def thresholds(weights: Path, pooling: str, precision: str, count: int = 20) -> dict[str, Any]:
     """On `count` of the 20 sample photos: how similar each edited copy is to its original, and two
     views of one scene that share a fifth of it; the share of each above each threshold."""
     from PIL import Image
@@ -63,7 +63,7 @@ def thresholds(weights: Path, precision: str, count: int = 20) -> dict[str, Any]
     from imgsearch.samples import augment, sample_photos
     from imgsearch.settings import get_settings
 
-    encoder = build_encoder(weights, "avg", 32, precision)
+    encoder = build_encoder(weights, pooling, 32, precision)
     rng = random.Random(3)
 
     def jpeg(image: Image.Image, quality: int = 90) -> bytes:
@@ -97,7 +97,7 @@ def thresholds(weights: Path, precision: str, count: int = 20) -> dict[str, Any]
     scene = np.asarray(views)
     grouped = np.concatenate([copies[edit] for edit in EDITS if edit != "flip"])
     return {
-        "precision": precision, "photos": len(photos),
+        "pooling": pooling, "precision": precision, "photos": len(photos),
         "copies": {edit: {"min": float(v.min()), "median": float(np.median(v))} for edit, v in copies.items()},
         "views": {"max": float(scene.max()), "median": float(np.median(scene)), "pairs": len(scene)},
         "by_threshold": {f"{t:.2f}": {"copies_grouped": float(np.mean(grouped >= t)),
@@ -111,7 +111,7 @@ def render(figures: dict[str, Any]) -> list[tuple[str, str]]:
              f"{scale['seconds']:.1f} s; {scale['groups']} groups, {scale['planted_found']} of {scale['planted']} "
              f"planted copies found as exactly their pairs")]
     for threshold, share in found["by_threshold"].items():
-        rows.append((f"(h) min_score {threshold} ({found['precision']})",
+        rows.append((f"(h) min_score {threshold} ({found['pooling']}/{found['precision']})",
                      f"copies grouped {share['copies_grouped']:.3f}, two views of a scene grouped "
                      f"{share['views_grouped']:.3f}"))
     return rows

@@ -20,9 +20,10 @@ import numpy as np
 
 from imgsearch import runtime
 from imgsearch.decode import INPUT_SIZE
+from imgsearch.pooling import network_pooling, unit_vectors
 from imgsearch.weights import HOW_TO_PROVIDE, WeightsError
 
-Pooling = Literal["avg", "max"]
+Pooling = Literal["avg", "max", "gem"]
 # fp32 and bf16 run on Keras; dynamic and int8 are quantised models on LiteRT (imgsearch/litert.py).
 Precision = Literal["fp32", "bf16", "dynamic", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "dynamic", "int8")
@@ -37,8 +38,9 @@ def encoder_name(pooling: str, precision: str) -> str:
 
 
 def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32") -> Any:
-    """Keras' ResNet50 without its top, `pooling` over the last block, from `weights`;
-    a file that does not hold all of its weights is refused."""
+    """Keras' ResNet50 without its top, from `weights`, pooling its last block as
+    `pooling` does in the network (`gem` pools nothing there: the model gives the
+    7x7x2048 map); a file that does not hold all of its weights is refused."""
     keras = runtime.keras()
     # bf16: Keras' mixed_bfloat16 policy (float32 variables, bfloat16 compute),
     # fast where the CPU has AVX512-BF16 or AMX. The policy is global in Keras,
@@ -51,7 +53,7 @@ def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32") -
             include_top=False,
             weights=str(weights),
             input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
-            pooling=pooling,
+            pooling=network_pooling(pooling),
         )
     except (ValueError, OSError, KeyError) as error:
         raise WeightsError(
@@ -88,8 +90,7 @@ class Encoder:
             reduce_retracing=True,
         )
         def forward(pixels: Any) -> Any:
-            features = self.model(preprocess(tf.cast(pixels, tf.float32)), training=False)
-            return tf.math.l2_normalize(tf.cast(features, tf.float32), axis=1)
+            return tf.cast(self.model(preprocess(tf.cast(pixels, tf.float32)), training=False), tf.float32)
 
         self._forward = forward
         self._lock = PassLock()
@@ -108,11 +109,11 @@ class Encoder:
                 # A search waiting behind an index batch waits for a quarter batch, not a whole one.
                 size = self.batch_size // 4 if not urgent and self._lock.urgent_waiting else self.batch_size
                 batch = np.ascontiguousarray(pixels[start : start + max(1, size)], dtype=np.uint8)
-                outputs.append(self._forward(batch).numpy())
+                outputs.append(unit_vectors(self._forward(batch).numpy()))
             start += len(batch)
         if not outputs:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
-        return np.concatenate(outputs).astype(np.float32, copy=False)
+        return np.concatenate(outputs)
 
 
 class PassLock:

@@ -20,24 +20,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from imgsearch import runtime
 from imgsearch.decode import decode_image
 from imgsearch.discover import FoundImage
-
-POOLINGS = ("avg", "max", "gem")
-GEM_P = 3.0
-
-
-def gem(maps: np.ndarray, p: float = GEM_P) -> np.ndarray:
-    """Generalised mean pooling over the spatial axes (maps are post-ReLU, >= 0)."""
-    pooled: np.ndarray = np.power(np.mean(np.power(np.maximum(maps, 1e-6), p), axis=(1, 2)), 1.0 / p)
-    return pooled
-
-
-def pool(maps: np.ndarray, kind: str) -> np.ndarray:
-    poolings: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "avg": lambda m: m.mean(axis=(1, 2)), "max": lambda m: m.max(axis=(1, 2)), "gem": gem}
-    pooled = poolings[kind](maps)
-    unit: np.ndarray = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-    return unit
-
+from imgsearch.encoder import build_keras_resnet50
+from imgsearch.pooling import POOLINGS, pool
 
 # PCA-whitening (Jégou and Chum 2012; Radenović et al.'s retrieval pipelines): centre, rotate onto
 # the principal axes, divide each by its spread, keep the strongest, L2-normalise. It is learned
@@ -76,7 +60,7 @@ class FeatureMaps:
         tf = runtime.tensorflow()
         keras = runtime.keras()
 
-        self.model = keras.applications.ResNet50(include_top=False, weights=str(weights), pooling=None)
+        self.model = build_keras_resnet50(weights, "gem")  # GeM pools outside the network: the maps
         preprocess = keras.applications.resnet50.preprocess_input
         self.batch_size = batch_size
         self._forward = tf.function(

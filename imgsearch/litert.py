@@ -38,6 +38,7 @@ import numpy as np
 from imgsearch import runtime
 from imgsearch.decode import INPUT_SIZE
 from imgsearch.encoder import FEATURE_DIM, PassLock, build_keras_resnet50, encoder_name
+from imgsearch.pooling import unit_vectors
 from imgsearch.weights import WeightsError, sha256_file
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,9 @@ def convert_in_child(weights: Path, pooling: str, precision: str) -> tuple[bytes
 
 
 def convert(weights: Path, pooling: str, precision: str) -> tuple[bytes, str]:
-    """The LiteRT flatbuffer of ResNet50 (no top, `pooling`) at `precision`, and the
-    sha256 of the calibration inputs (empty for `dynamic`)."""
+    """The LiteRT flatbuffer of ResNet50 (no top, `pooling` as the network does it:
+    none for `gem`) at `precision`, and the sha256 of the calibration inputs (empty
+    for `dynamic`)."""
     tf = runtime.tensorflow()
     keras = runtime.keras()
     calibration = ""
@@ -257,10 +259,9 @@ class LiteRTEncoder:
             inputs = preprocess(pixels[start : start + size])
             with self._lock.hold(urgent):
                 interpreter = self._batched if size == BATCH else self._single
-                features[start : start + size] = interpreter_outputs(interpreter, inputs)
-        norms = np.linalg.norm(features, axis=1, keepdims=True)
-        unit: np.ndarray = features / np.maximum(norms, 1e-12)
-        return unit
+                outputs = interpreter_outputs(interpreter, inputs)
+            features[start : start + size] = unit_vectors(outputs)  # GeM's pooling outside the lock
+        return features
 
 
 def _main(arguments: list[str]) -> int:

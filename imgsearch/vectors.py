@@ -11,6 +11,7 @@ server gets HNSW (M=16, efConstruction=200, searched with ef=max(64, 2*top_k)).
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +30,8 @@ from imgsearch.writer_lock import CollectionWriterLock
 T = TypeVar("T")
 VECTOR_FIELD = "vector"
 ENCODER_PROPERTY = "imgsearch.encoder"  # a collection property: the encoder of its vectors
-KERAS_PRECISIONS = ("/fp32", "/bf16")  # all that existed before collections recorded their encoder
+# All that existed before collections recorded their encoder: Keras, pooling in the network.
+UNRECORDED_ENCODERS = re.compile(r"resnet50/(avg|max)/(fp32|bf16)")
 ENCODER_CHECK_SECONDS = 5.0  # a describe per search costs ~1.4 ms on Lite; once in 5 s does not
 MAX_LABELS = 64
 LABEL_LENGTH = 128
@@ -64,7 +66,8 @@ class EncoderMismatch(Conflict):
     def __init__(self, collection: str, recorded: str | None, current: str) -> None:
         self.collection, self.recorded, self.current = collection, recorded, current
         if recorded is None:
-            held, setting = "vectors of Keras (made before collections recorded their encoder)", "PRECISION=fp32"
+            held = "vectors of Keras (made before collections recorded their encoder)"
+            setting = "PRECISION=fp32 POOLING=avg (or max, if it was made with max)"
         else:
             pooling, precision = recorded.split("/")[1:3] if recorded.count("/") == 2 else ("?", "?")
             held, setting = f"vectors of {recorded}", f"PRECISION={precision} POOLING={pooling}"
@@ -140,15 +143,16 @@ class VectorStore:
 
     def check_encoder(self, name: str, encoder: str) -> None:
         """Refuse to mix vectors of two encoders in one collection (EncoderMismatch). A
-        collection that records none is older than the record, so Keras made it: it adopts
-        a Keras `encoder` (fp32 and bf16 agree to a cosine of 0.9999) and refuses a LiteRT one."""
+        collection that records none is older than the record, so Keras made it with avg or
+        max pooling: it adopts such an `encoder` (fp32 and bf16 agree to a cosine of 0.9999)
+        and refuses a LiteRT or GeM one."""
         if self._checked(name, encoder):
             return
         if not self.has_collection(name):
             return  # nothing stored yet: ensure_collection records it on creation
         recorded = self.recorded_encoder(name)
         if recorded is None:
-            if not encoder.endswith(KERAS_PRECISIONS):
+            if not UNRECORDED_ENCODERS.fullmatch(encoder):
                 raise EncoderMismatch(name, None, encoder)
             with self._writing(name), _errors(self.uri, f"record the encoder of {name}"):
                 self.client.alter_collection_properties(name, properties={ENCODER_PROPERTY: encoder})

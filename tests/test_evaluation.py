@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearch.evaluation import edits, gem, learn_whitening, original_ranks, pool, ranking_metrics
+from imgsearch.evaluation import edits, learn_whitening, original_ranks, ranking_metrics
 
 
 def test_ranking_metrics_by_hand() -> None:
@@ -27,14 +27,6 @@ def test_queries_without_any_relevant_image_are_left_out() -> None:
     features = np.eye(3)
     labels = [frozenset({"a"}), frozenset({"a"}), frozenset({"lonely"})]
     assert ranking_metrics(features, labels)["queries"] == 2
-
-
-def test_gem_lies_between_avg_and_max() -> None:
-    maps = np.random.default_rng(0).random((2, 7, 7, 5)).astype(np.float32)
-    mean, high, generalised = maps.mean(axis=(1, 2)), maps.max(axis=(1, 2)), gem(maps)
-    assert np.all(mean <= generalised + 1e-6) and np.all(generalised <= high + 1e-6)
-    for kind in ("avg", "max", "gem"):
-        assert np.allclose(np.linalg.norm(pool(maps, kind), axis=1), 1.0)
 
 
 def test_edits_keep_images_usable() -> None:

@@ -13,10 +13,14 @@ import pytest
 
 from imgsearch import litert
 from imgsearch.decode import decode_image
+from imgsearch.pooling import pool
 from imgsearch.resources import encoder as get_encoder
 from imgsearch.samples import Photo, augment
+from imgsearch.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("weights")
+# The pooling `imgsearch weights` (setup.sh) converted for: the default one.
+POOLING = Settings.model_fields["pooling"].default
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +46,8 @@ def pixels(photos: list[Photo]) -> np.ndarray:
 
 @pytest.mark.parametrize("precision", ["int8", "dynamic"])
 def test_quantised_vectors_agree_with_fp32(weights: Path, pixels: np.ndarray, precision: str) -> None:
-    reference = get_encoder(weights, "avg", 32, "fp32").embed(pixels)
-    quantised = get_encoder(weights, "avg", 32, precision)
+    reference = get_encoder(weights, POOLING, 32, "fp32").embed(pixels)
+    quantised = get_encoder(weights, POOLING, 32, precision)
     vectors = quantised.embed(pixels)
     assert vectors.shape == reference.shape and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -58,12 +62,27 @@ def test_quantised_vectors_agree_with_fp32(weights: Path, pixels: np.ndarray, pr
     # A batch, a remainder and single images give the same vectors.
     parts = np.concatenate([quantised.embed(pixels[:11]), quantised.embed(pixels[11:12])])
     assert np.allclose(parts, vectors[:12], atol=1e-5)
-    assert quantised.name == f"resnet50/avg/{precision}"
+    assert quantised.name == f"resnet50/{POOLING}/{precision}"
+
+
+def test_keras_gem_pools_the_map_that_avg_pools_in_the_network(weights: Path, pixels: np.ndarray) -> None:
+    """GeM is pooled outside the network, from the map the network would average: both
+    encoders share every layer up to the map."""
+    from imgsearch import runtime
+    from imgsearch.encoder import build_keras_resnet50
+
+    tf, keras = runtime.tensorflow(), runtime.keras()
+    few = pixels[:6]
+    maps = build_keras_resnet50(weights, "gem")(keras.applications.resnet50.preprocess_input(
+        tf.cast(few, tf.float32)), training=False).numpy()
+    assert maps.shape == (6, 7, 7, 2048)
+    assert np.allclose(get_encoder(weights, "gem", 32, "fp32").embed(few), pool(maps, "gem"), atol=1e-5)
+    assert np.allclose(get_encoder(weights, "avg", 32, "fp32").embed(few), pool(maps, "avg"), atol=1e-5)
 
 
 def test_the_cached_model_is_reused_and_a_broken_one_rebuilt_to_the_same_bytes(weights: Path,
                                                                                  tmp_path: Path) -> None:
-    cached = litert.converted_model(weights, "avg", "dynamic")
+    cached = litert.converted_model(weights, POOLING, "dynamic")
     record = json.loads(cached.with_suffix(".json").read_text())
     assert record["precision"] == "dynamic" and record["recipe"] == litert.RECIPE
     # The same weights in another folder, with the cache copied beside them.
@@ -73,18 +92,18 @@ def test_the_cached_model_is_reused_and_a_broken_one_rebuilt_to_the_same_bytes(w
     shutil.copy(cached, copy)
     shutil.copy(cached.with_suffix(".json"), copy.with_suffix(".json"))
     before = copy.stat().st_mtime_ns
-    assert litert.converted_model(tmp_path / weights.name, "avg", "dynamic") == copy
+    assert litert.converted_model(tmp_path / weights.name, POOLING, "dynamic") == copy
     assert copy.stat().st_mtime_ns == before, "an intact cached model is used as it is"
 
     broken = bytearray(copy.read_bytes())
     broken[len(broken) // 2] ^= 0xFF
     copy.write_bytes(bytes(broken))
-    assert litert.converted_model(tmp_path / weights.name, "avg", "dynamic") == copy
+    assert litert.converted_model(tmp_path / weights.name, POOLING, "dynamic") == copy
     assert copy.read_bytes() == cached.read_bytes(), "rebuilt, and the conversion is deterministic"
 
 
 def test_a_record_of_another_converter_or_recipe_is_stale(weights: Path) -> None:
-    cached = litert.converted_model(weights, "avg", "int8")
+    cached = litert.converted_model(weights, POOLING, "int8")
     record = json.loads(cached.with_suffix(".json").read_text())
     expected = {key: record[key] for key in ("weights_sha256", "precision", "pooling", "converter", "recipe")}
     assert litert._valid(cached, cached.with_suffix(".json"), expected)

@@ -118,12 +118,13 @@ def test_a_collection_from_before_the_record_adopts_the_first_encoder(tmp_path: 
         VectorStore(str(tmp_path / "m.db")).check_encoder("old", "resnet50/avg/int8")
 
 
-def test_a_collection_from_before_the_record_refuses_a_litert_encoder(tmp_path: Path) -> None:
-    """Only Keras existed then: quantised vectors would mix with Keras ones."""
+def test_a_collection_from_before_the_record_refuses_a_litert_or_gem_encoder(tmp_path: Path) -> None:
+    """Only Keras pooling avg or max existed then: quantised or GeM vectors would mix with them."""
     store = VectorStore(str(tmp_path / "m.db"))
     store.ensure_collection("old")
-    with pytest.raises(EncoderMismatch, match=r"made before collections recorded.*set PRECISION=fp32 to use it"):
-        store.check_encoder("old", "resnet50/avg/int8")
+    for newer in ("resnet50/avg/int8", "resnet50/gem/fp32", "resnet50/gem/dynamic"):
+        with pytest.raises(EncoderMismatch, match=r"made before collections recorded.*set PRECISION=fp32 POOLING=avg"):
+            store.check_encoder("old", newer)
     assert store.recorded_encoder("old") is None
 
 
