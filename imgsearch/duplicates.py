@@ -17,9 +17,9 @@ from imgsearch.catalog import INDEXED, Catalog, ImageRecord
 from imgsearch.errors import BadInput, NotFound
 from imgsearch.vectors import VectorStore
 
-# Chosen by measurement (BENCHMARKS.md, "Duplicate groups"): at 0.93 on fp32 and int8, 99% of
-# resized, recompressed and 10%-cropped copies link to their original, and 1 in 40 pairs of
-# two views of one scene that share a fifth of it.
+# Chosen by measurement (BENCHMARKS.md, "Duplicate groups", and again for GeM in "Pooling"): the
+# lowest threshold at which 1 in 40 pairs of two views of one scene sharing a fifth of it link.
+# With GeM (dynamic) every resized and recompressed copy and 17 of 20 10%-crops link at 0.93.
 DEFAULT_MIN_SCORE = 0.93
 # Below this, most images of a kind link together: the answer is one group, and the pairs
 # found grow with the square of the collection.

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     default_table: str = "milvus_img_search"
     vector_dimension: int = 2048
     top_k: int = Field(10, ge=TOP_K_MIN, le=TOP_K_MAX)
-    pooling: Literal["avg", "max", "gem"] = Field("avg", description="avg, max or gem (p=3)")
+    pooling: Literal["avg", "max", "gem"] = Field("gem", description="gem (p=3, default), avg or max")
     precision: Literal["fp32", "bf16", "dynamic", "int8"] = Field(
         "dynamic", description="dynamic, int8 (quantised, on LiteRT) or fp32, bf16 (Keras)")
     batch_size: int = Field(32, ge=1, le=512)
