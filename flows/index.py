@@ -53,8 +53,9 @@ def index_images(
     plan = plan_index(discovery, collection, chunk_size or settings.chunk_size)
     progress = Progress(collection, plan.total, done=plan.unchanged)
     write_limited = False
-    if plan.chunks:  # only when there is work: a mismatch or missing weights fail the run once, here
-        check_encoder(collection)
+    # Even with nothing to embed: files "unchanged" under another encoder are not indexed for this one.
+    check_encoder(collection)
+    if plan.chunks:  # only when there is work: missing weights fail the run once, here
         write_limited = find_write_limit()
         load_model()
 

@@ -204,3 +204,22 @@ def test_chunk_writes_wait_for_a_milvus_write_slot(
     finally:
         with get_client(sync_client=True) as client:
             client.delete_global_concurrency_limit_by_name(MILVUS_WRITE_LIMIT)
+
+
+def test_a_run_with_nothing_to_embed_still_refuses_another_encoders_collection(
+        env: Path, tmp_path: Path, photos: list[Photo], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collection made with another pooling or precision (the default changed, say): its
+    files are unchanged, but they are not indexed for this encoder, so the run says so."""
+    from flows.index import index_images
+    from imgsearch import vectors
+    from imgsearch.vectors import EncoderMismatch
+
+    monkeypatch.setattr(vectors, "ENCODER_CHECK_SECONDS", 0.0)  # as if the record changed a while ago
+
+    collection = get_settings().default_table
+    write_folder(tmp_path / "photos", photos, 3)
+    assert index_images(path=str(tmp_path / "photos")).indexed == 3
+    stores.vector_store().client.alter_collection_properties(
+        collection, properties={"imgsearch.encoder": "resnet50/avg/dynamic"})
+    with pytest.raises(EncoderMismatch, match="holds vectors of resnet50/avg/dynamic.*POOLING=avg"):
+        index_images(path=str(tmp_path / "photos"))
