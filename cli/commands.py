@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from imgsearch.decode import EXTENSIONS
 from imgsearch.discover import DiscoveryError, canonical_path, discover
 from imgsearch.errors import NotFound, UsageError
-from imgsearch.settings import Settings, get_settings
+from imgsearch.settings import Settings, check_collection_name, get_settings
 
 if TYPE_CHECKING:
     from imgsearch.collection import Stores
@@ -63,7 +63,7 @@ def weights(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(path: str) -> None:
+def _preflight(path: str, collection: str) -> None:
     """Fail fast, before Prefect starts, on what would fail every chunk anyway."""
     found = discover(path)
     if not found.images:
@@ -75,6 +75,11 @@ def _preflight(path: str) -> None:
     both = _stores()
     both.catalog.ping()
     both.vectors.ping()
+    # The flow checks too (API and deployment runs); here a mismatch is one line, not a failed
+    # flow run's traceback in Prefect's log.
+    from imgsearch.encoder import encoder_name
+
+    both.vectors.check_encoder(check_collection_name(collection), encoder_name(current.pooling, current.precision))
 
 
 def run_index(path: str, collection: str, chunk_size: int | None, show_progress: bool,
@@ -84,7 +89,7 @@ def run_index(path: str, collection: str, chunk_size: int | None, show_progress:
     from tasks.progress import ProgressEvent, reporting_to
 
     index_images = with_runner(index_images, runner)  # type: ignore[arg-type]
-    _preflight(path)
+    _preflight(path, collection)
     if not show_progress:
         return index_images(path=path, collection=collection, chunk_size=chunk_size)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -185,3 +185,23 @@ def test_sample_kinds_writes_a_labelled_voc_tree(run, tmp_path: Path) -> None:  
     assert written.stdout.startswith("wrote 8 images of 8 kinds of object in PASCAL VOC layout under ")
     annotations = sorted((tmp_path / "kinds" / "VOCdevkit" / "VOC2012" / "Annotations").glob("*.xml"))
     assert len(annotations) == 8 and "<name>arrow</name>" in annotations[0].read_text()
+
+
+def test_index_into_another_encoders_collection_is_one_line(run, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                            photos: list[Photo]) -> None:
+    """A collection made with POOLING=avg (the default before gem), indexed again with the
+    default: refused before Prefect starts, one line that names the setting to use."""
+    from imgsearch.vectors import VectorStore
+
+    write_folder(tmp_path / "photos", photos, 2)
+    store = VectorStore(str(tmp_path / "data" / "milvus.db"))
+    store.ensure_collection("milvus_img_search", "resnet50/avg/fp32")  # fp32: nothing to convert below
+    store.close()
+    refused = run("index", str(tmp_path / "photos"))
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "imgsearch: error: collection 'milvus_img_search' holds vectors of resnet50/avg/fp32, this process "
+        "encodes with resnet50/gem/dynamic: set PRECISION=fp32 POOLING=avg to use it, or index into another "
+        "collection (--collection), or drop it (imgsearch drop) and index again to re-embed"]
+    kept = run("index", str(tmp_path / "photos"), "--json", POOLING="avg", PRECISION="fp32")
+    assert kept.returncode == 0 and json.loads(kept.stdout)["indexed"] == 2, kept.stderr
