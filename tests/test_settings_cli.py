@@ -117,4 +117,7 @@ def test_plain_settings_and_wrong_values(run: Run, where: str) -> None:
     assert_one_line_error(run("count", where=where, DATABASE_URL="oracle://x"), "DATABASE_URL")
     assert_one_line_error(run("count", where=where, IMGSEARCH_LOG_LEVEL="loud"), "IMGSEARCH_LOG_LEVEL")
     counted(run("count", "--json", where=where, THUMBNAIL_CACHE_MB="64"))
+    counted(run("count", "--json", where=where, POOLING="avg", PRECISION="int8"))
+    assert_one_line_error(run("count", where=where, POOLING="median"), "POOLING")
+    assert_one_line_error(run("count", where=where, PRECISION="int4"), "PRECISION")
     assert_one_line_error(run("count", where=where, THUMBNAIL_CACHE_MB="0"), "THUMBNAIL_CACHE_MB")
