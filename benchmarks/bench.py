@@ -3,8 +3,9 @@
 (a) the model's limit, (b) the seed's method, (c) `index` end to end with its
 peak memory, (d) a re-run after 1% of the files changed, (e) `/api/search`
 over HTTP beside the bare model's single-image time, (f) Milvus search alone,
-(g) every PRECISION side by side (speed, and agreement with fp32). (a), (b)
-are Keras FP32; (c)-(e) run with the PRECISION of the environment.
+(g) every PRECISION side by side (speed, and agreement with fp32), (h) duplicate
+groups at scale, (i) (c) and (e) again for every other PRECISION. (a), (b) are Keras
+FP32; (c)-(e) run with the PRECISION of the environment.
 Indexing and serving run as real `imgsearch` processes on a generated
 VOC-like corpus; the model measurements run in this process.
 """
@@ -14,29 +15,23 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks import duplicates
-from imgsearch.processes import free_port, wait_until_healthy
+from benchmarks import duplicates, end_to_end
+from benchmarks.end_to_end import change_files, index_measured, percentile, run_measured, serve_and_measure
 from imgsearch import runtime
-from imgsearch.samples import augment, make_voc_sample
+from imgsearch.encoder import PRECISIONS
+from imgsearch.samples import make_voc_sample
 from imgsearch.settings import get_settings
 from imgsearch.weights import find_weights, imagenet_labels
-
-IMGSEARCH = str(Path(sys.executable).parent / "imgsearch")
-
 
 def cpu_model() -> str:
     try:
@@ -64,10 +59,6 @@ def cpu_int8_features() -> list[str]:
             flags = set(line.split(":", 1)[1].split())
             return [name for name in INT8_DOT_PRODUCT if name in flags]
     return []
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
 
 
 def timed(function: Callable[[], object], repeat: int) -> list[float]:
@@ -131,84 +122,6 @@ def seed_method(weights: Path, files: list[Path]) -> dict[str, Any]:
     return {"images_per_second": len(files) / (time.perf_counter() - started), "images": len(files)}
 
 
-# -- (c), (d) -------------------------------------------------------------------------
-def run_measured(arguments: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float, int]:
-    """Run an `imgsearch` command; return it, its wall seconds and its peak RSS in bytes."""
-    import psutil
-
-    started = time.perf_counter()
-    process = subprocess.Popen([IMGSEARCH, *arguments], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    watched = psutil.Process(process.pid)
-    peak = 0
-    output: dict[str, str] = {}
-    reader = threading.Thread(target=lambda: output.update(zip(("out", "err"), process.communicate())))
-    reader.start()
-    while reader.is_alive():
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    reader.join()
-    seconds = time.perf_counter() - started
-    done = subprocess.CompletedProcess(process.args, process.returncode, output.get("out", ""), output.get("err", ""))
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(arguments)} failed: {done.stderr.strip().splitlines()[-3:]}")
-    return done, seconds, peak
-
-
-def change_files(files: list[Path], fraction: float, seed: int) -> list[Path]:
-    from PIL import Image
-
-    rng = random.Random(seed)
-    chosen = rng.sample(files, max(1, round(len(files) * fraction)))
-    for path in chosen:
-        with Image.open(path) as image:
-            changed = augment(image.convert("RGB"), rng, image.size)
-        changed.save(path, quality=88)
-    return chosen
-
-
-# -- (e) ------------------------------------------------------------------------------
-def search_latency(url: str, image: bytes, requests: int, concurrency: int) -> dict[str, Any]:
-    import httpx
-
-    def worker(count: int) -> list[float]:
-        times = []
-        with httpx.Client(base_url=url, timeout=60) as client:
-            for _ in range(count):
-                started = time.perf_counter()
-                response = client.post("/api/search", files={"image": ("q.jpg", image, "image/jpeg")},
-                                       params={"top_k": 10})
-                response.raise_for_status()
-                times.append(time.perf_counter() - started)
-        return times
-
-    per_worker = max(1, requests // concurrency)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        times = [t for chunk in pool.map(worker, [per_worker] * concurrency) for t in chunk]
-    elapsed = time.perf_counter() - started
-    return {"p50_ms": 1000 * percentile(times, 50), "p99_ms": 1000 * percentile(times, 99),
-            "qps": len(times) / elapsed, "requests": len(times), "concurrency": concurrency}
-
-
-def serve_and_measure(env: dict[str, str], image: bytes, requests: int) -> dict[str, Any]:
-    port = free_port()
-    server = subprocess.Popen([IMGSEARCH, "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(f"{url}/health", server)
-        search_latency(url, image, 8, 1)  # warm up
-        return {"c1": search_latency(url, image, requests, 1),
-                "c8": search_latency(url, image, requests * 2, 8)}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 # -- (f) ------------------------------------------------------------------------------
 def settle(store: Any, attempts: int = 10) -> None:
     """Flush, release and load the collection, as a restarted service would find it.
@@ -264,7 +177,6 @@ def precisions(weights: Path, pooling: str, files: list[Path], queries: int, dat
     from PIL import Image
 
     from imgsearch.decode import decode_image
-    from imgsearch.encoder import PRECISIONS
     from imgsearch.models import build_encoder
 
     def recompressed(path: Path) -> np.ndarray:
@@ -326,11 +238,7 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     say("(b) the seed's method")
     report["b_seed"] = seed_method(weights, files[: 8 if smoke else 40 if quick else 100])
     say("(c) imgsearch index, end to end")
-    done, seconds, peak = run_measured(["index", str(root / "corpus"), "--json"], env)
-    summary = json.loads(done.stdout)
-    report["c_index"] = {"images_per_second": summary["images_per_second"], "flow_seconds": summary["seconds"],
-                         "wall_seconds": seconds, "wall_images_per_second": images / seconds,
-                         "peak_rss_mb": peak / 2**20, "indexed": summary["indexed"]}
+    report["c_index"] = index_measured(root / "corpus", env)
     say("(d) re-run after 1% changed")
     changed = change_files(files, 0.01, seed=2)
     done, reseconds, _ = run_measured(["index", str(root / "corpus"), "--json"], env)
@@ -341,7 +249,8 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     from imgsearch.samples import recompressed_copy
 
     query = recompressed_copy(files[len(files) // 2], root / "query.jpg", scale=1.0, quality=75).read_bytes()
-    report["e_search"] = serve_and_measure(env, query, requests=8 if smoke else 40 if quick else 200)
+    requests = 8 if smoke else 40 if quick else 200
+    report["e_search"] = serve_and_measure(env, query, requests)
     say("(f) Milvus search alone")
     sizes = [2000] if smoke else [17125] if quick else [17125, 100000]
     report["f_milvus"] = {kind: milvus_alone(root, sizes, kind) for kind in ("FLAT", "IVF_FLAT")}
@@ -354,6 +263,14 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     report["h_duplicates"] = {"at_scale": duplicates.at_scale(root, 2000 if smoke else 20000),
                               "thresholds": duplicates.thresholds(weights, settings.pooling, settings.precision,
                                                                   5 if smoke else 20)}
+
+    say("(i) every precision end to end")
+    # The smoke run checks the stage with fp32 beside the configured precision; the others run all four.
+    chosen = [p for p in PRECISIONS if not smoke or p in ("fp32", settings.precision)]
+    report["i_end_to_end"] = end_to_end.every_precision(
+        root / "corpus", env, chosen, query, requests,
+        measured={settings.precision: {"index": report["c_index"], "search": report["e_search"]}})
+    report["i_targets"] = end_to_end.targets(report["i_end_to_end"], report["g_precision"], settings.precision)
 
     a, b, c = (report["a_model"]["images_per_second"], report["b_seed"]["images_per_second"],
                report["c_index"]["images_per_second"])
@@ -405,6 +322,7 @@ def render(report: dict[str, Any]) -> str:
                      f"top-10 agreement {p['top10_agreement']:.3f} ({g['queries']} queries in "
                      f"{g['database']} images)"))
     rows += duplicates.render(report["h_duplicates"])
+    rows += end_to_end.render(report["i_end_to_end"], report["i_targets"])
     rows += [
         ("c/a (target >= 0.95)", f"{r['c/a']:.3f} (wall: {r['c_wall/a']:.3f})"),
         ("c/b (target >= 1.5)", f"{r['c/b']:.2f}"),

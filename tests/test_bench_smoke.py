@@ -38,10 +38,19 @@ def test_bench_smoke_yields_every_figure(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     for stage in ("a_model", "b_seed", "c_index", "d_rerun", "e_search", "f_milvus", "g_precision", "h_duplicates",
-                  "ratios"):
+                  "i_end_to_end", "ratios"):
         assert stage in report and all(math.isfinite(n) and n >= 0 for n in numbers(report[stage])), stage
     assert report["c_index"]["indexed"] == 24 and report["d_rerun"]["embedded"] == 1
     assert report["e_search"]["c8"]["requests"] == 16
+    # (i): fp32 indexed and searched in a data folder of its own beside the configured precision,
+    # whose (c) and (e) are reused; Server-Timing's phases recorded, the default's gain over fp32 checked.
+    configured = report["precision"]
+    assert set(report["i_end_to_end"]) == {"fp32", configured}
+    assert report["i_end_to_end"]["fp32"]["index"]["indexed"] == 24
+    assert report["i_end_to_end"][configured]["index"] == report["c_index"]
+    assert set(report["e_search"]["c1"]["phases_ms"]) == {"upload", "decode", "encode", "search"}
+    assert report["i_targets"][configured]["index/fp32_index"] > 0
+    assert f"(i) PRECISION={configured} end to end" in result.stdout
     scale = report["h_duplicates"]["at_scale"]
     assert scale["images"] == 2000 and scale["planted_found"] == scale["planted"] == scale["groups"] == 20
     assert "(h) duplicates, 2,000 images" in result.stdout
