@@ -305,9 +305,9 @@ def render(report: dict[str, Any]) -> str:
         ("(d) re-run, 1% changed", f"{d['wall_seconds']:.1f} s wall ({d['flow_seconds']:.1f} s in the flow), "
                                    f"{d['embedded']} of {d['changed']} changed files embedded"),
         ("(e) /api/search, c=1", f"p50 {e['c1']['p50_ms']:.1f} ms, p99 {e['c1']['p99_ms']:.1f} ms, "
-                                 f"{e['c1']['qps']:.1f} QPS"),
+                                 f"{e['c1']['qps']:.1f} QPS, {e['c1']['cores_busy']:.2f} cores busy"),
         ("(e) /api/search, c=8", f"p50 {e['c8']['p50_ms']:.1f} ms, p99 {e['c8']['p99_ms']:.1f} ms, "
-                                 f"{e['c8']['qps']:.1f} QPS"),
+                                 f"{e['c8']['qps']:.1f} QPS, {e['c8']['cores_busy']:.2f} cores busy"),
     ]
     for kind, sizes in report["f_milvus"].items():
         for size, figures in sizes.items():

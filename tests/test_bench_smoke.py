@@ -50,6 +50,7 @@ def test_bench_smoke_yields_every_figure(tmp_path: Path) -> None:
     assert report["i_end_to_end"][configured]["index"] == report["c_index"]
     assert set(report["e_search"]["c1"]["phases_ms"]) == {"upload", "decode", "encode", "search"}
     assert report["i_targets"][configured]["index/fp32_index"] > 0
+    assert 0 < report["e_search"]["c1"]["cores_busy"] <= (os.cpu_count() or 1) + 0.5
     assert f"(i) PRECISION={configured} end to end" in result.stdout
     scale = report["h_duplicates"]["at_scale"]
     assert scale["images"] == 2000 and scale["planted_found"] == scale["planted"] == scale["groups"] == 20
