@@ -8,6 +8,13 @@
   loads a `.env` it finds by walking up from its own install folder), and
   refuses anything but `http(s)://` there. imgsearch's setting of the same name
   may be a Milvus Lite path, so pymilvus is imported with both turned off.
+- Milvus Lite keeps inserted rows in an in-memory table and seals it into a
+  segment when it holds `MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES` (read once,
+  when milvus_lite is imported; 128 MB by default, about 16,000 vectors).
+  Sealing turns every row into Python objects, so the process' peak grows with
+  the table: an index run of 20,000 photos peaked at 2.46-2.47 GB. Sealed at
+  16 MB (2,000 vectors) it peaked at 1.57-1.67 GB at the same speed (BENCHMARKS.md,
+  "20,000 photos: Milvus Lite's segment size").
 - TensorFlow's C++ side prints absl/CUDA start-up lines on a CPU-only machine
   ("Could not find cuda drivers", "failed call to cuInit", ...) whatever
   `TF_CPP_MIN_LOG_LEVEL` says. They are caught at the file-descriptor level
@@ -40,9 +47,14 @@ _LITERT_LINES = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", b"f
 _NO_GPU = re.compile(rb"cuInit|cuda|CUDA|cuDNN|cuFFT|cuBLAS|TensorRT", re.IGNORECASE)
 
 
+LITE_MEMTABLE_VARIABLE = "MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES"
+LITE_MEMTABLE_BYTES = 16 * 2**20
+
+
 def configure() -> None:
     """Environment defaults for this process and its children; a user's own value wins."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault(LITE_MEMTABLE_VARIABLE, str(LITE_MEMTABLE_BYTES))
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose() else "2")
 
