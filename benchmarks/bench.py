@@ -33,6 +33,7 @@ from imgsearch.samples import make_voc_sample
 from imgsearch.settings import get_settings
 from imgsearch.weights import find_weights, imagenet_labels
 
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
