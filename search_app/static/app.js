@@ -3,11 +3,19 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, lastSearch: null };
+const state = { file: null, lastSearch: null, requests: 0 };
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
   $("status").classList.toggle("error", isError);
+}
+
+// Answers can arrive out of order: leaving Min score fires "change" (a search) just before the
+// click starts another, and a slow duplicates answer can land after a quick 422. Only the newest
+// request may draw results or status, so a stale answer never hides a newer one.
+function begin() {
+  const ticket = ++state.requests;
+  return () => ticket === state.requests;
 }
 
 async function api(url, options = {}) {
@@ -69,13 +77,15 @@ async function searchByFile() {
   const form = new FormData();
   form.append("image", state.file);
   setStatus("Searching…");
+  const current = begin();
   try {
     const data = await api(`/api/search?${params()}`, { method: "POST", body: form });
+    if (!current()) return;
     showResults(data, `Like ${state.file.name}`);
     setStatus("");
     state.lastSearch = searchByFile;
   } catch (error) {
-    setStatus(error.message, true);
+    if (current()) setStatus(error.message, true);
   }
 }
 
@@ -84,13 +94,15 @@ async function moreLikeThis(result) {
   $("query-preview").src = result.thumbnail_url;
   $("query-preview").hidden = false;
   $("drop-hint").hidden = true;
+  const current = begin();
   try {
     const data = await api(`/api/images/${result.id}/similar?${params()}`);
+    if (!current()) return;
     showResults(data, `More like ${result.path.split("/").pop()}`);
     setStatus("");
     state.lastSearch = () => moreLikeThis(result);
   } catch (error) {
-    setStatus(error.message, true);
+    if (current()) setStatus(error.message, true);
   }
 }
 
@@ -99,8 +111,10 @@ async function showDuplicates(name) {
   const query = new URLSearchParams();
   const minScore = $("min-score").value.trim();
   if (minScore) query.set("min_score", minScore);
+  const current = begin();
   try {
     const data = await api(`/api/collections/${encodeURIComponent(name)}/duplicates?${query}`);
+    if (!current()) return;
     const list = $("results");
     list.replaceChildren();
     $("results-title").hidden = false;
@@ -132,7 +146,7 @@ async function showDuplicates(name) {
     setStatus(data.groups.length ? "" : `No duplicates in ${name} at min score ${data.min_score}`);
     state.lastSearch = () => showDuplicates(name);
   } catch (error) {
-    setStatus(error.message, true);
+    if (current()) setStatus(error.message, true);
   }
 }
 
