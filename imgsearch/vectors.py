@@ -279,15 +279,23 @@ class VectorStore:
     def search(
         self, name: str, vectors: np.ndarray, top_k: int, label: str | None = None
     ) -> list[list[Hit]]:
-        """Nearest stored vectors by inner product, best first, one list per query."""
-        if not self.has_collection(name):
+        """Nearest stored vectors by inner product, best first, one list per query.
+        A collection this store has loaded is searched without asking Milvus first whether
+        it exists (a round trip on every query); a failed search asks."""
+        if name not in self._ready and not self.has_collection(name):
             return [[] for _ in vectors]
         params: dict[str, object] = {"metric_type": "IP", "params": search_params(self._index_of(name), top_k)}
         expression = f"array_contains(labels, {string_literal(label)})" if label else ""
-        results = self._on_loaded(name, f"search {name}", lambda: self.client.search(
-            name, data=[v.tolist() for v in vectors], limit=top_k, filter=expression,
-            search_params=params, anns_field=VECTOR_FIELD,
-        ))
+        try:
+            results = self._on_loaded(name, f"search {name}", lambda: self.client.search(
+                name, data=[v.tolist() for v in vectors], limit=top_k, filter=expression,
+                search_params=params, anns_field=VECTOR_FIELD,
+            ))
+        except VectorStoreError:
+            if not self.has_collection(name):  # dropped by another process since it was loaded here
+                self._index_types.pop(name, None)
+                return [[] for _ in vectors]
+            raise
         return [[Hit(int(hit["id"]), float(hit["distance"])) for hit in hits] for hits in results]
 
     def _writing(self, name: str) -> AbstractContextManager[None]:

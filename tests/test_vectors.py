@@ -176,3 +176,27 @@ def test_milvus_lite_seals_small_segments_unless_told_otherwise(tmp_path: Path, 
     limit, sealed = map(int, done.stdout.split())
     assert limit == (int(given) if given else LITE_MEMTABLE_BYTES)
     assert (sealed > 0) == (given is None)  # 2,500 vectors are 20 MB
+
+
+def test_a_loaded_collection_is_searched_without_asking_and_a_drop_elsewhere_is_empty(
+        any_milvus: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    here, elsewhere = VectorStore(any_milvus), VectorStore(any_milvus)
+    name = f"asked_{image_id(any_milvus) % 10**6}"
+    elsewhere.drop(name)
+    here.upsert(name, [1, 2], unit(2), [[], []], ["/x", "/x"])
+    asked: list[str] = []
+    real = here.client.has_collection
+
+    def has_collection(collection: str, **options: object) -> bool:
+        asked.append(collection)
+        return real(collection, **options)
+
+    monkeypatch.setattr(here.client, "has_collection", has_collection)
+    assert [hit.id for hit in here.search(name, unit(2)[:1], 2)[0]] == [1, 2]
+    assert asked == [], "a loaded collection costs no has_collection round trip per search"
+    elsewhere.drop(name)
+    assert here.search(name, unit(1), 2) == [[]]
+    assert asked == [name], "a failed search asks once, then answers empty"
+    elsewhere.upsert(name, [3], unit(1, seed=5), [[]], ["/x"])  # made again elsewhere: found again
+    assert [hit.id for hit in here.search(name, unit(1, seed=5), 2)[0]] == [3]
+    elsewhere.drop(name)
