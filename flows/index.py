@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -14,7 +14,7 @@ from imgsearch.settings import check_collection_name, get_settings
 from imgsearch.summary import IndexSummary
 from tasks.indexing import (
     check_encoder, count_pending, discover_images, find_write_limit, index_chunk, load_model, plan_index,
-    publish_summary,
+    publish_summary, seal_vectors,
 )
 from tasks.naming import run_name
 from tasks.progress import Progress
@@ -78,6 +78,13 @@ def index_images(
         else:
             summary.add(outcome)
             progress.advance(size, failed=len(outcome.failed))
+    if summary.indexed:
+        # Written vectors are searched fast only once sealed. A seal that fails costs speed,
+        # not data: the run still reports what it indexed (the next write seals again).
+        sealed = seal_vectors(collection, return_state=True)
+        if not sealed.is_completed():
+            get_run_logger().warning("vectors of %s not sealed (searches stay slow until the next run): %s",
+                                     collection, sealed.message)
     summary.seconds = time.perf_counter() - started
     publish_summary(summary)
     if summary.broken_chunks:

@@ -207,6 +207,16 @@ class VectorStore:
         self._index_types.pop(name, None)
         self._encoders.pop(name, None)
 
+    def seal(self, name: str) -> None:
+        """Write Milvus Lite's memtable of `name` into a segment with its index. Lite searches
+        rows still in the memtable one by one: 174 ms a query at 2,000 rows, 4.4 ms sealed
+        (BENCHMARKS), and it seals only every 16 MB. A Milvus server indexes its growing
+        segments itself and rate-limits flush, so there is nothing to do."""
+        if not self.is_lite or not self.has_collection(name):
+            return
+        with self._writing(name), _errors(self.uri, f"seal {name}"):
+            self.client.flush(name)
+
     # -- rows --------------------------------------------------------------
     def upsert(
         self, name: str, ids: Sequence[int], vectors: np.ndarray,

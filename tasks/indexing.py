@@ -154,6 +154,12 @@ def index_chunk(images: list[FoundImage], collection: str, number: int, of: int,
     return report
 
 
+@task(name="seal-vectors", cache_policy=NONE, retries=2, retry_delay_seconds=[2.0, 10.0])
+def seal_vectors(collection: str) -> None:
+    """After a run's writes: Milvus Lite searches what it has not sealed row by row."""
+    stores.vector_store().seal(collection)
+
+
 @task(name="count-pending", cache_policy=NONE, retries=2, retry_delay_seconds=[2.0, 10.0])
 def count_pending(collection: str) -> int:
     """Images of the collection that a run found and has not indexed yet."""

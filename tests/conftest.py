@@ -41,6 +41,16 @@ def photos() -> list[Photo]:
     return sample_photos(cache_dir())
 
 
+def sealed_rows(collection: str) -> int:
+    """Rows of an embedded Milvus Lite collection written into segments (not its memtable)."""
+    import pyarrow.parquet
+
+    from imgsearch.settings import get_settings
+
+    segments = (Path(get_settings().milvus_uri) / "collections" / collection).rglob("data_*.parquet")
+    return sum(pyarrow.parquet.read_metadata(segment).num_rows for segment in segments)
+
+
 def write_folder(root: Path, photos: list[Photo], count: int, seed: int = 1) -> list[Path]:
     """`count` distinct 500x375 JPEGs in one sub-folder per source photo's class."""
     rng = random.Random(seed)

@@ -11,7 +11,7 @@ import pytest
 from imgsearch.samples import Photo, make_voc_sample
 from imgsearch.settings import get_settings
 from tasks import stores
-from tests.conftest import write_folder
+from tests.conftest import sealed_rows, write_folder
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "weights")
 
@@ -73,6 +73,9 @@ def test_voc_tree_labels_reach_both_stores(env: Path, tmp_path: Path, photos: li
     vector = stores.vector_store().vectors("voc", [record.id])[record.id]
     hits = stores.vector_store().search("voc", vector[None], 20, label=f"class{photos[0].class_id}")[0]
     assert {hit.id for hit in hits} == {record.id}
+    # The run sealed what it wrote: Milvus Lite, still open in this process, holds all 12 in
+    # segments, none in its memtable (which it searches row by row).
+    assert sealed_rows("voc") == 12
 
 
 def test_a_chunk_that_fails_once_is_retried(

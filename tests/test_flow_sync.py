@@ -15,7 +15,7 @@ from imgsearch.samples import Photo
 from imgsearch.settings import get_settings
 from imgsearch.vectors import image_id
 from tasks import stores
-from tests.conftest import write_folder
+from tests.conftest import sealed_rows, write_folder
 from tests.test_flow_index import backend, ids_of_both_stores  # noqa: F401 - fixture reused
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "weights")
@@ -79,4 +79,5 @@ def test_reconcile_repairs_every_kind_of_divergence(env: Path, tmp_path: Path, p
     catalog_ids, milvus_ids = ids_of_both_stores(collection)
     assert catalog_ids == milvus_ids == sorted(ids[:2] + ids[4:])
     assert catalog.count(collection, status=None) == 6
+    assert sealed_rows(collection) >= 8 + 2, "the two re-embedded are sealed too, not left in the memtable"
     assert reconcile() == {"orphan_vectors": 0, "to_reindex": 0, "missing_files": 0, "interrupted_deletes": 0}
