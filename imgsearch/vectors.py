@@ -106,7 +106,10 @@ class VectorStore:
             # A `milvus-lite server` is Milvus Lite behind a URL: it gets Lite's choices.
             self.is_lite = embedded or str(self.client.get_server_version()).startswith("milvus_lite")
         except Exception as error:  # noqa: BLE001 - pymilvus raises many kinds
-            raise VectorStoreError(f"cannot reach Milvus at {uri}: {_reason(error)}") from None
+            reason = _reason(error)
+            if runtime.LITE_MEMTABLE_VARIABLE in reason:  # Lite refused its setting: nothing to reach
+                raise VectorStoreError(f"Milvus Lite at {uri}: {reason}") from None
+            raise VectorStoreError(f"cannot reach Milvus at {uri}: {reason}") from None
         self.index_type = index_type or ("FLAT" if self.is_lite else "HNSW")
         # Milvus Lite's engine takes one writer per collection at a time.
         self._writer = CollectionWriterLock(uri) if self.is_lite else None

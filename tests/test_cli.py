@@ -104,6 +104,9 @@ def test_bad_input_is_one_clear_line(run, tmp_path: Path) -> None:  # type: igno
     assert_one_line_error(run("count", TOP_K="0"), "TOP_K")
     assert_one_line_error(run("count", "--collection", "bad-name;"), "invalid collection name")
     assert_one_line_error(run("delete", str(tmp_path / "never-indexed.jpg")), "nothing indexed")
+    refused = run("count", MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES="16MB")
+    assert_one_line_error(refused, "Milvus Lite at ", "MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES", "'16MB'")
+    assert "cannot reach" not in refused.stderr
 
 
 def test_unreachable_backends_are_named(run, tmp_path: Path, photos: list[Photo]) -> None:  # type: ignore[no-untyped-def]
