@@ -80,7 +80,7 @@ def index_images(
             progress.advance(size, failed=len(outcome.failed))
     if summary.indexed:
         # Written vectors are searched fast only once sealed. A seal that fails costs speed,
-        # not data: the run still reports what it indexed (the next write seals again).
+        # not data: the run still reports what it indexed, and the next run seals again.
         sealed = seal_vectors(collection, return_state=True)
         if not sealed.is_completed():
             get_run_logger().warning("vectors of %s not sealed (searches stay slow until the next run): %s",
