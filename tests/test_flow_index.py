@@ -118,6 +118,30 @@ def test_a_lasting_outage_fails_the_run_clearly(
         index_images(path=str(tmp_path / "p"), retries=1, retry_delay_seconds=0.01)
 
 
+def test_a_seal_that_fails_costs_speed_not_the_run(
+    env: Path, tmp_path: Path, photos: list[Photo], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import flows.index
+    from imgsearch.vectors import VectorStore, VectorStoreError
+
+    write_folder(tmp_path / "p", photos, 3)
+    tries: list[str] = []
+
+    def down(self: VectorStore, name: str) -> None:
+        tries.append(name)
+        raise VectorStoreError("Milvus could not seal: connection refused")
+
+    monkeypatch.setattr(VectorStore, "seal", down)
+    monkeypatch.setattr(flows.index, "seal_vectors", flows.index.seal_vectors.with_options(retry_delay_seconds=0))
+    summary = flows.index.index_images(path=str(tmp_path / "p"))
+    collection = get_settings().default_table
+    assert summary.indexed == 3 and stores.vector_store().count(collection) == 3
+    assert tries == [collection] * 3, "tried, then retried twice"
+    logged = capsys.readouterr().err  # Prefect's console handler: its loggers do not propagate
+    assert f"vectors of {collection} not sealed" in logged and "connection refused" in logged
+
+
 def test_run_publishes_progress_and_summary_artifacts(
     env: Path, tmp_path: Path, photos: list[Photo]
 ) -> None:
