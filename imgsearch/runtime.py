@@ -54,9 +54,26 @@ LITE_MEMTABLE_BYTES = 16 * 2**20
 def configure() -> None:
     """Environment defaults for this process and its children; a user's own value wins."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault(LITE_MEMTABLE_VARIABLE, str(LITE_MEMTABLE_BYTES))
+    # Milvus Lite reads its variable when it is imported, before the settings read `.env`,
+    # so a value in `.env` is looked up here.
+    lite_memtable = _from_dotenv(LITE_MEMTABLE_VARIABLE) or str(LITE_MEMTABLE_BYTES)
+    os.environ.setdefault(LITE_MEMTABLE_VARIABLE, lite_memtable)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose() else "2")
+
+
+def _from_dotenv(name: str) -> str | None:
+    """`name` as `.env` in the working folder sets it (where the settings read it), if it does."""
+    if name in os.environ:
+        return None
+    try:
+        if not os.path.isfile(".env"):
+            return None
+        from dotenv import dotenv_values
+
+        return dotenv_values(".env").get(name) or None
+    except (OSError, UnicodeDecodeError):
+        return None  # the settings report an unreadable `.env` when they read it
 
 
 def verbose() -> bool:

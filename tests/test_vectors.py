@@ -156,8 +156,9 @@ print(milvus_lite.constants.MEMTABLE_MEMORY_LIMIT, len(list(folder.rglob("data_*
 """
 
 
-@pytest.mark.parametrize("given", [None, str(256 * 2**20)])
-def test_milvus_lite_seals_small_segments_unless_told_otherwise(tmp_path: Path, given: str | None) -> None:
+@pytest.mark.parametrize("given,where", [(None, ""), (str(256 * 2**20), "env"), (str(256 * 2**20), ".env")])
+def test_milvus_lite_seals_small_segments_unless_told_otherwise(tmp_path: Path, given: str | None,
+                                                                where: str) -> None:
     # Sealing Milvus Lite's in-memory table turns each row into Python objects: at its 128 MB default
     # an index run of 20,000 photos peaked at 2.47 GB. imgsearch seals at 16 MB (2,000 vectors)
     # unless MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES is set; checked in a fresh process, as Lite
@@ -169,10 +170,12 @@ def test_milvus_lite_seals_small_segments_unless_told_otherwise(tmp_path: Path, 
     from imgsearch.runtime import LITE_MEMTABLE_BYTES
 
     env = {k: v for k, v in os.environ.items() if k != "MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES"}
-    if given:
-        env["MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES"] = given
+    if where == "env":
+        env["MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES"] = given or ""
+    if where == ".env":
+        (tmp_path / ".env").write_text(f"MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES={given}\n")
     done = subprocess.run([sys.executable, "-c", SEALS, str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=300, check=True)
+                          timeout=300, check=True, cwd=tmp_path)
     limit, sealed = map(int, done.stdout.split())
     assert limit == (int(given) if given else LITE_MEMTABLE_BYTES)
     assert (sealed > 0) == (given is None)  # 2,500 vectors are 20 MB
