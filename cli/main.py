@@ -20,6 +20,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # that took over Prefect's default 20 s (seen on a fresh clone), failing the run.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from cli import stop_signal
 from imgsearch import runtime
 from imgsearch.errors import ImgsearchError, UsageError
 from imgsearch.settings import TOP_K_MAX, check_collection_name, get_settings
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, KeyboardInterrupt) or _INTERRUPTED.is_set():
             _stop_children()
             print("imgsearch: interrupted", file=sys.stderr)
-            return 130
+            return stop_signal.exit_status()
         if isinstance(error, UsageError):  # the command's own usage line, as argparse's errors give
             print(arguments.usage().rstrip(), file=sys.stderr)
             print(f"imgsearch: error: {error}", file=sys.stderr)
@@ -65,6 +66,7 @@ _INTERRUPTED = threading.Event()
 
 
 def _interrupt(signum: int, _frame: object) -> None:
+    stop_signal.record(signum)
     _INTERRUPTED.set()
     raise KeyboardInterrupt
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from cli import stop_signal
 from imgsearch.processes import listens, wait_until, wait_until_healthy
 from imgsearch import runtime
 from imgsearch.errors import ImgsearchError
@@ -189,7 +190,8 @@ def _handle_stop_signals(action: Callable[[], None]) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
 
-    def handler(_signum: int, _frame: object) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        stop_signal.record(signum)
         action()
 
     return {number: signal.signal(number, handler) for number in STOP_SIGNALS}
