@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cli.prefect_child import detach_temporary_api
 from imgsearch.decode import EXTENSIONS
 from imgsearch.discover import DiscoveryError, canonical_path, discover
 from imgsearch.errors import NotFound, UsageError
@@ -90,6 +91,7 @@ def run_index(path: str, collection: str, chunk_size: int | None, show_progress:
 
     index_images = with_runner(index_images, runner)  # type: ignore[arg-type]
     _preflight(path, collection)
+    detach_temporary_api()
     if not show_progress:
         return index_images(path=path, collection=collection, chunk_size=chunk_size)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -265,6 +267,7 @@ def serve(arguments: argparse.Namespace) -> int:
         current.require_milvus_server("--workers > 1")
     print(f"imgsearch: serving http://{arguments.host}:{arguments.port}/ (API docs at /docs)",
           file=sys.stderr)
+    detach_temporary_api()  # the page's index runs use it
     uvicorn.run("search_app.app:create_app", factory=True, host=arguments.host, port=arguments.port,
                 workers=arguments.workers, log_level="info", timeout_graceful_shutdown=10)
     return 0

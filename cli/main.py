@@ -36,9 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.verbose:
         os.environ[runtime.LOG_LEVEL_VARIABLE] = "debug"
     # SIGTERM ends a command the way Ctrl-C does, so that `finally` blocks and
-    # atexit run (Prefect stops its temporary API there); `serve` and `up` put
-    # their own handlers in place while they run.
-    for number in (signal.SIGINT, signal.SIGTERM):
+    # atexit run (Prefect stops its temporary API there, which runs in a session of
+    # its own: a closed terminal's SIGHUP does not reach it, so SIGHUP is one too);
+    # `serve` and `up` put their own handlers in place while they run.
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, _interrupt)
     try:
         _apply_log_level(get_settings().log_level)
