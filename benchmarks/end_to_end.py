@@ -16,7 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,22 +136,29 @@ def serve_and_measure(env: dict[str, str], image: bytes, requests: int) -> dict[
     CPU at eight clients than at one, QPS(8)/QPS(1) <= cores / cores busy at one client."""
     import psutil
 
+    with serving(env) as (url, server):
+        watched = psutil.Process(server.pid)
+
+        def measured(count: int, concurrency: int) -> dict[str, Any]:
+            cpu, started = cpu_seconds(watched), time.perf_counter()
+            figures = search_latency(url, image, count, concurrency)
+            figures["cores_busy"] = (cpu_seconds(watched) - cpu) / (time.perf_counter() - started)
+            return figures
+
+        search_latency(url, image, 8, 1)  # warm up
+        return {"c1": measured(requests, 1), "c8": measured(requests * 2, 8)}
+
+
+@contextmanager
+def serving(env: dict[str, str], seconds: float = 180) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`imgsearch serve` as a process, healthy within `seconds`: its URL and process; stopped after."""
     port = free_port()
     server = subprocess.Popen([IMGSEARCH, "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    watched = psutil.Process(server.pid)
-
-    def measured(count: int, concurrency: int) -> dict[str, Any]:
-        cpu, started = cpu_seconds(watched), time.perf_counter()
-        figures = search_latency(url, image, count, concurrency)
-        figures["cores_busy"] = (cpu_seconds(watched) - cpu) / (time.perf_counter() - started)
-        return figures
-
     try:
-        wait_until_healthy(f"{url}/health", server)
-        search_latency(url, image, 8, 1)  # warm up
-        return {"c1": measured(requests, 1), "c8": measured(requests * 2, 8)}
+        wait_until_healthy(f"{url}/health", server, seconds)
+        yield url, server
     finally:
         server.terminate()
         server.wait(timeout=30)

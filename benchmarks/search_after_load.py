@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.end_to_end import IMGSEARCH, search_latency
-from imgsearch.processes import free_port, wait_until_healthy
+from benchmarks.end_to_end import search_latency, serving
 
 DONE = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -28,12 +26,7 @@ def load_then_search(folder: Path, requests: int) -> dict[str, object]:
 
     with tempfile.TemporaryDirectory(prefix="search-after-load-") as data:
         env = {**os.environ, "DATA_DIR": data, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-        port = free_port()
-        server = subprocess.Popen([IMGSEARCH, "serve", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_healthy(f"{url}/health", server, 300)
+        with serving(env, 300) as (url, _):
             started = time.perf_counter()
             run = httpx.post(f"{url}/api/index", json={"path": str(folder)}, timeout=60).json()
             while (status := httpx.get(url + run["status_url"], timeout=30).json())["state"] not in DONE:
@@ -41,9 +34,6 @@ def load_then_search(folder: Path, requests: int) -> dict[str, object]:
             loaded = time.perf_counter() - started
             query = next(p for p in sorted(folder.rglob("*")) if p.suffix.lower() in (".jpg", ".jpeg"))
             search = search_latency(url, query.read_bytes(), requests, 1)
-        finally:
-            server.terminate()
-            server.wait(60)
     return {"state": status["state"], "load_seconds": round(loaded, 1), "search": search}
 
 
