@@ -25,6 +25,22 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 MYSQL_ADMIN_URL = os.environ.get("IMGSEARCH_TEST_MYSQL_URL", "mysql+pymysql://root:@127.0.0.1:3306/test")
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under `--dist loadfile` (the default, see pyproject.toml), every test on a Milvus
+    standalone (a `milvus-standalone` parameter) runs in one process: two standalones
+    on one machine share fixed ports (index coordinator, web port) and the second one
+    never starts. Everything else goes one file to a process."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class StandaloneTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "milvus-standalone" if "milvus-standalone" in nodeid else super()._split_scope(nodeid)
+
+    return StandaloneTogether(config, log)
+
+
 def cache_dir() -> Path:
     return get_settings().cache_dir
 

@@ -79,7 +79,7 @@ def test_other_index_types_are_created_and_searched(tmp_path: Path, index_type: 
     assert reopened.index_type == "FLAT"
 
 
-@pytest.fixture(params=["lite", "server"])
+@pytest.fixture(params=["lite", "milvus-standalone"])
 def any_milvus(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "lite":
         return str(tmp_path / "m.db")
