@@ -11,7 +11,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Code between the signal and here may have wrapped the KeyboardInterrupt in
         # an error of its own (pydantic does, inside Prefect): after a signal, any
         # failure is the interrupt.
-        if isinstance(error, KeyboardInterrupt) or _INTERRUPTED.is_set():
+        if isinstance(error, KeyboardInterrupt) or stop_signal.received():
             _stop_children()
             print("imgsearch: interrupted", file=sys.stderr)
             return stop_signal.exit_status()
@@ -63,12 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
-_INTERRUPTED = threading.Event()
-
-
 def _interrupt(signum: int, _frame: object) -> None:
     stop_signal.record(signum)
-    _INTERRUPTED.set()
     raise KeyboardInterrupt
 
 

@@ -14,6 +14,11 @@ def record(signum: int) -> None:
         _received.append(signum)
 
 
+def received() -> bool:
+    """Whether a stop signal came: after one, any failure is the interrupt."""
+    return bool(_received)
+
+
 def exit_status() -> int:
     """128 + the first stop signal received; a KeyboardInterrupt without one is Ctrl-C."""
     return 128 + (_received[0] if _received else signal.SIGINT)
