@@ -24,6 +24,16 @@ class IndexRunError(ImgsearchError, RuntimeError):
     """Some chunks failed after all their retries; the message says which and why."""
 
 
+def seal_or_warn(collection: str) -> None:
+    """After a run's writes: written vectors are searched fast only once sealed. A seal
+    that fails costs speed, not data: the run still reports what it wrote, and the next
+    run seals again."""
+    sealed = seal_vectors(collection, return_state=True)
+    if not sealed.is_completed():
+        get_run_logger().warning("vectors of %s not sealed (searches stay slow until the next run): %s",
+                                 collection, sealed.message)
+
+
 def _run_name() -> str:
     parameters = flow_run.parameters
     collection = parameters.get("collection") or get_settings().default_table
@@ -79,12 +89,7 @@ def index_images(
             summary.add(outcome)
             progress.advance(size, failed=len(outcome.failed))
     if summary.indexed:
-        # Written vectors are searched fast only once sealed. A seal that fails costs speed,
-        # not data: the run still reports what it indexed, and the next run seals again.
-        sealed = seal_vectors(collection, return_state=True)
-        if not sealed.is_completed():
-            get_run_logger().warning("vectors of %s not sealed (searches stay slow until the next run): %s",
-                                     collection, sealed.message)
+        seal_or_warn(collection)
     summary.seconds = time.perf_counter() - started
     publish_summary(summary)
     if summary.broken_chunks:

@@ -9,10 +9,10 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.index import index_images
+from flows.index import index_images, seal_or_warn
 from imgsearch.indexing import chunk_size_for
 from imgsearch.settings import check_collection_name, get_settings
-from tasks.indexing import find_write_limit, index_chunk, load_model, seal_vectors
+from tasks.indexing import find_write_limit, index_chunk, load_model
 from tasks.naming import artifact_key, run_name
 from tasks.sync import find_divergence, remove_gone_files, repair_without_model
 
@@ -58,7 +58,7 @@ def reconcile(collection: str | None = None) -> dict[str, int]:
         wait(futures)
         for future in futures:
             future.result()  # a chunk that failed all its retries fails the run, naming why
-        seal_vectors(collection)
+        seal_or_warn(collection)
     fixed = divergence.as_dict()
     create_table_artifact([{"repair": k, "count": v} for k, v in fixed.items()],
                           key=artifact_key("reconcile", collection),

@@ -129,7 +129,7 @@ def test_a_seal_that_fails_costs_speed_not_the_run(
     import flows.index
     from imgsearch.vectors import VectorStore, VectorStoreError
 
-    write_folder(tmp_path / "p", photos, 3)
+    paths = write_folder(tmp_path / "p", photos, 3)
     tries: list[str] = []
 
     def down(self: VectorStore, name: str) -> None:
@@ -151,6 +151,13 @@ def test_a_seal_that_fails_costs_speed_not_the_run(
                       for entry in client.read_logs(log_filter=wanted)):
             assert time.monotonic() < deadline, "the run's log does not say that its vectors were not sealed"
             time.sleep(0.5)
+    # reconcile re-embeds and seals the same way: a seal that fails is not a failed repair.
+    from flows.sync import reconcile
+    from imgsearch.vectors import image_id
+
+    stores.vector_store().delete(collection, [image_id(str(paths[0]))])
+    assert reconcile()["to_reindex"] == 1 and stores.vector_store().count(collection) == 3
+    assert tries == [collection] * 6
 
 
 def test_run_publishes_progress_and_summary_artifacts(
