@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cli.prefect_child import detach_temporary_api
 from imgsearch.decode import EXTENSIONS
 from imgsearch.discover import DiscoveryError, canonical_path, discover
 from imgsearch.errors import NotFound, UsageError
@@ -87,6 +86,7 @@ def run_index(path: str, collection: str, chunk_size: int | None, show_progress:
               runner: str = "threads") -> IndexSummary:
     from flows.index import index_images
     from flows.runners import with_runner
+    from tasks.prefect_api import detach_temporary_api
     from tasks.progress import ProgressEvent, reporting_to
 
     index_images = with_runner(index_images, runner)  # type: ignore[arg-type]
@@ -267,7 +267,6 @@ def serve(arguments: argparse.Namespace) -> int:
         current.require_milvus_server("--workers > 1")
     print(f"imgsearch: serving http://{arguments.host}:{arguments.port}/ (API docs at /docs)",
           file=sys.stderr)
-    detach_temporary_api()  # the page's index runs use it
     uvicorn.run("search_app.app:create_app", factory=True, host=arguments.host, port=arguments.port,
                 workers=arguments.workers, log_level="info", timeout_graceful_shutdown=10)
     return 0

@@ -6,19 +6,48 @@ With no `PREFECT_API_URL`, Prefect starts a temporary API server in a subprocess
 registered only once its `Popen` returned: a Ctrl-C that lands in between, or a
 SIGTERM that uvicorn re-raises after its graceful shutdown (the process then
 dies by the signal, skipping `atexit`), left it running (both seen, and tested).
+
+The temporary API is also a child in this process' group, and a terminal sends
+Ctrl-C to the whole foreground group: it died with the keystroke while the run
+still had states, events and logs to send it (`imgsearch index` took 3.5 minutes
+to exit, printing connection errors). `detach_temporary_api` starts it in a
+session of its own, away from terminal signals; the process that started it
+stops it when it ends.
 """
 
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 import threading
+import types
 from typing import Any
 from uuid import UUID
 
 SERVER_MODULE = "prefect.server.api.server"
 LOG_HANDLERS_MODULE = "prefect.logging.handlers"
 LOG_DRAIN_SECONDS = 5.0
+
+
+class _OwnSessionPopen(subprocess.Popen):  # type: ignore[type-arg]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("start_new_session", True)
+        super().__init__(*args, **kwargs)
+
+
+def detach_temporary_api() -> None:
+    """Make the temporary API that Prefect starts from now on start in a new session.
+    Prefect's server module calls `subprocess.Popen` for that child alone; it gets a
+    `subprocess` whose `Popen` asks for a new session, and everything else as it was."""
+    from prefect.server.api import server
+
+    if getattr(server.subprocess, "Popen", None) is _OwnSessionPopen:
+        return
+    patched = types.ModuleType("subprocess")
+    patched.__dict__.update(vars(subprocess))
+    patched.Popen = _OwnSessionPopen  # type: ignore[attr-defined]
+    server.subprocess = patched  # type: ignore[attr-defined]
 
 
 def temporary_api() -> Any | None:
@@ -80,10 +109,13 @@ class PrefectApi:
         """Reach the API once; with no PREFECT_API_URL this starts Prefect's temporary
         API (a few seconds, once per process)."""
         from prefect.client.orchestration import get_client
+        from prefect.settings import get_current_settings
 
         with self._lock:
             if self._reached:
                 return
+            if get_current_settings().api.url is None:  # the temporary API: in every server process
+                detach_temporary_api()
             with get_client(sync_client=True) as client:
                 failure = client.api_healthcheck()
             if failure is not None:

@@ -40,6 +40,9 @@ def test_sigterm_leaves_no_process_behind(tmp_path: Path, photos: list) -> None:
             time.sleep(0.5)
         children = psutil.Process(server.pid).children(recursive=True)
         assert children, "the background run started Prefect's ephemeral API"
+        # In a session of its own, where a terminal's Ctrl-C to the server's group does not reach
+        # it; it is started by whichever server process runs the index (each of --workers N).
+        assert all(os.getsid(child.pid) != os.getsid(server.pid) for child in children)
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
         _, alive = psutil.wait_procs(children, timeout=15)
