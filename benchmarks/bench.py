@@ -168,28 +168,31 @@ def milvus_alone(folder: Path, sizes: list[int], index_type: str) -> dict[str, A
 
 
 # -- (g) ------------------------------------------------------------------------------
-def precisions(weights: Path, pooling: str, files: list[Path], queries: int, database: int,
-               singles: int = 20) -> dict[str, Any]:
-    """Every PRECISION (of `pooling`) side by side in this process: images/s over `database` photos (each
-    encoder at its own batch), one image's time, and against fp32 the mean cosine and the
-    mean overlap of the top-10 of `queries` recompressed copies."""
+def recompressed_query(path: Path) -> np.ndarray:
+    """The query (g) asks with for `path`: scaled to 4/5 and saved as JPEG quality 60, decoded."""
     import io
 
     from PIL import Image
 
     from imgsearch.decode import decode_image
-    from imgsearch.models import build_encoder
 
-    def recompressed(path: Path) -> np.ndarray:
-        with Image.open(path) as image:
-            buffer = io.BytesIO()
-            image.convert("RGB").resize((image.width * 4 // 5, image.height * 4 // 5)).save(buffer, "JPEG",
-                                                                                           quality=60)
-        return decode_image(buffer.getvalue()).pixels
+    with Image.open(path) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").resize((image.width * 4 // 5, image.height * 4 // 5)).save(buffer, "JPEG", quality=60)
+    return decode_image(buffer.getvalue()).pixels
+
+
+def precisions(weights: Path, pooling: str, files: list[Path], queries: int, database: int,
+               singles: int = 20) -> dict[str, Any]:
+    """Every PRECISION (of `pooling`) side by side in this process: images/s over `database` photos (each
+    encoder at its own batch), one image's time, and against fp32 the mean cosine and the
+    mean overlap of the top-10 of `queries` recompressed copies."""
+    from imgsearch.decode import decode_image
+    from imgsearch.models import build_encoder
 
     chosen = files[:database]
     pixels = np.stack([decode_image(path.read_bytes()).pixels for path in chosen])
-    asked = np.stack([recompressed(path) for path in chosen[:queries]])
+    asked = np.stack([recompressed_query(path) for path in chosen[:queries]])
     figures: dict[str, Any] = {"queries": len(asked), "database": len(pixels)}
     reference: dict[str, np.ndarray] = {}
     for precision in PRECISIONS:

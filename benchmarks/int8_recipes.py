@@ -16,7 +16,6 @@ residual path of the last stage); and calibration on 40 or 400 images, or anothe
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -130,22 +129,13 @@ def pixels(corpus: Path, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     if cache.exists():
         saved = np.load(cache)
         return saved["stored"], saved["queries"]
-    from PIL import Image
-
+    from benchmarks.bench import recompressed_query
     from imgsearch.decode import decode_image
     from imgsearch.discover import discover
 
-    files = [image.path for image in discover(corpus).images][:DATABASE]
-
-    def recompressed(path: Path) -> np.ndarray:
-        with Image.open(path) as image:
-            buffer = io.BytesIO()
-            image.convert("RGB").resize((image.width * 4 // 5, image.height * 4 // 5)).save(buffer, "JPEG",
-                                                                                           quality=60)
-        return decode_image(buffer.getvalue()).pixels
-
-    stored = np.stack([decode_image(Path(path).read_bytes()).pixels for path in files])
-    queries = np.stack([recompressed(Path(path)) for path in files[:QUERIES]])
+    files = [Path(image.path) for image in discover(corpus).images][:DATABASE]
+    stored = np.stack([decode_image(path.read_bytes()).pixels for path in files])
+    queries = np.stack([recompressed_query(path) for path in files[:QUERIES]])
     np.savez(cache, stored=stored, queries=queries)
     return stored, queries
 
