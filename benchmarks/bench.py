@@ -188,6 +188,7 @@ def precisions(weights: Path, pooling: str, files: list[Path], queries: int, dat
     encoder at its own batch), one image's time, and against fp32 the mean cosine and the
     mean overlap of the top-10 of `queries` recompressed copies."""
     from imgsearch.decode import decode_image
+    from imgsearch.evaluation import top10, top10_agreement
     from imgsearch.models import build_encoder
 
     chosen = files[:database]
@@ -202,14 +203,13 @@ def precisions(weights: Path, pooling: str, files: list[Path], queries: int, dat
         stored = encoder.embed(pixels)
         rate = len(pixels) / (time.perf_counter() - started)
         single = 1000 * statistics.median(timed(lambda e=encoder: e.embed(pixels[:1], urgent=True), singles))
-        top10 = np.argsort(-(encoder.embed(asked) @ stored.T), axis=1)[:, :10]
+        found = top10(encoder.embed(asked), stored)
         if precision == "fp32":
-            reference = {"stored": stored, "top10": top10}
-        overlap = [len(set(a) & set(b)) / 10 for a, b in zip(reference["top10"], top10, strict=True)]
+            reference = {"stored": stored, "top10": found}
         figures[precision] = {
             "images_per_second": rate, "single_image_ms": single, "batch": encoder.batch_size,
             "cosine_to_fp32": float((stored * reference["stored"]).sum(axis=1).mean()),
-            "top10_agreement": float(np.mean(overlap)),
+            "top10_agreement": top10_agreement(reference["top10"], found),
         }
     for precision in PRECISIONS:
         figures[precision]["speedup"] = figures[precision]["images_per_second"] / figures["fp32"]["images_per_second"]

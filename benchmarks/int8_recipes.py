@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from imgsearch import runtime
+from imgsearch.litert import CALIBRATION_IMAGES, CALIBRATION_SEED
 
 # The layers kept in float, by their output tensor's name in the converted model (the
 # last add is the network's output; conv5_block*_3 and conv5_block1_0 feed the residual path).
@@ -37,7 +38,8 @@ FLOAT_TAILS = {
     "float-conv5-residual": ["StatefulPartitionedCall_1:0", "3_3_bn", "2_3_bn", "2_out", "1_3_bn", "1_out",
                              "1_0_bn"],
 }
-CALIBRATIONS = {"recipe": (120, 0), "calibrate-40": (40, 0), "calibrate-400": (400, 0), "seed-5": (120, 5)}
+CALIBRATIONS = {"recipe": (CALIBRATION_IMAGES, CALIBRATION_SEED), "calibrate-40": (40, CALIBRATION_SEED),
+                "calibrate-400": (400, CALIBRATION_SEED), "seed-5": (CALIBRATION_IMAGES, 5)}
 QUERIES, DATABASE = 200, 1000
 
 
@@ -140,18 +142,8 @@ def pixels(corpus: Path, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     return stored, queries
 
 
-def _top10(queries: np.ndarray, stored: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
-    scores = queries @ stored.T
-    if leave_one_out:
-        np.fill_diagonal(scores, -np.inf)
-    return np.argsort(-scores, axis=1)[:, :10]
-
-
-def _overlap(first: np.ndarray, second: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(first, second, strict=True)]))
-
-
 def measure(model: Path, stored: np.ndarray, queries: np.ndarray, reference: dict[str, np.ndarray]) -> dict[str, float]:
+    from imgsearch.evaluation import leave_one_out_top10, top10, top10_agreement
     from imgsearch.litert import BATCH, interpreter_outputs, preprocess, sized_interpreter
     from imgsearch.pooling import unit_vectors
 
@@ -167,8 +159,8 @@ def measure(model: Path, stored: np.ndarray, queries: np.ndarray, reference: dic
     vectors = embed(stored)
     rate = len(vectors) / (time.perf_counter() - started)
     asked = embed(queries)
-    searched = _overlap(_top10(reference["queries"], reference["stored"]), _top10(asked, vectors))
-    among = _overlap(_top10(reference["stored"], reference["stored"], True), _top10(vectors, vectors, True))
+    searched = top10_agreement(top10(reference["queries"], reference["stored"]), top10(asked, vectors))
+    among = top10_agreement(leave_one_out_top10(reference["stored"]), leave_one_out_top10(vectors))
     return {"images_per_second": round(rate, 1),
             "cosine_to_fp32": round(float((vectors * reference["stored"]).sum(axis=1).mean()), 5),
             "bench_g": round(searched, 4), "loo": round(among, 4)}

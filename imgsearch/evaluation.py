@@ -220,9 +220,9 @@ def compare_precisions(pixels: np.ndarray, labels: Sequence[frozenset[str]], edi
         for edited in edit_pixels.values():
             recalls.append(float((original_ranks(embed(edited) @ database.T, chosen) == 0).mean()))
         metrics["near_duplicate_recall@1"] = float(np.mean(recalls))
-        top10 = _top10(database)
-        reference = top10 if reference is None else reference
-        metrics["top10_agreement"] = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(reference, top10)]))
+        nearest = leave_one_out_top10(database)
+        reference = nearest if reference is None else reference
+        metrics["top10_agreement"] = top10_agreement(reference, nearest)
         figures[name] = metrics
     baseline = next(iter(figures.values()))["mAP"]
     for metrics in figures.values():
@@ -231,10 +231,23 @@ def compare_precisions(pixels: np.ndarray, labels: Sequence[frozenset[str]], edi
     return figures
 
 
-def _top10(features: np.ndarray) -> np.ndarray:
+def top10(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """The indices of each query's 10 nearest database rows (unit vectors), nearest first."""
+    ranked: np.ndarray = np.argsort(-(queries @ database.T), axis=1)[:, :10]
+    return ranked
+
+
+def leave_one_out_top10(features: np.ndarray) -> np.ndarray:
+    """Each row's 10 nearest other rows."""
     similarity = features @ features.T
     np.fill_diagonal(similarity, -np.inf)
-    return np.argsort(-similarity, axis=1)[:, :10]
+    ranked: np.ndarray = np.argsort(-similarity, axis=1)[:, :10]
+    return ranked
+
+
+def top10_agreement(reference: np.ndarray, other: np.ndarray) -> float:
+    """The mean share of each query's top-10 under `reference` that `other` also returns."""
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(reference, other, strict=True)]))
 
 
 def render(result: Evaluation) -> str:
