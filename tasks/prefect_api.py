@@ -39,7 +39,13 @@ class _OwnSessionPopen(subprocess.Popen):  # type: ignore[type-arg]
 def detach_temporary_api() -> None:
     """Make the temporary API that Prefect starts from now on start in a new session.
     Prefect's server module calls `subprocess.Popen` for that child alone; it gets a
-    `subprocess` whose `Popen` asks for a new session, and everything else as it was."""
+    `subprocess` whose `Popen` asks for a new session, and everything else as it was.
+    With an API URL configured no temporary API starts, and Prefect's server module
+    (a heavy import) is left alone."""
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url is not None:
+        return
     from prefect.server.api import server
 
     if getattr(server.subprocess, "Popen", None) is _OwnSessionPopen:
@@ -109,13 +115,11 @@ class PrefectApi:
         """Reach the API once; with no PREFECT_API_URL this starts Prefect's temporary
         API (a few seconds, once per process)."""
         from prefect.client.orchestration import get_client
-        from prefect.settings import get_current_settings
 
         with self._lock:
             if self._reached:
                 return
-            if get_current_settings().api.url is None:  # the temporary API: in every server process
-                detach_temporary_api()
+            detach_temporary_api()  # in every server process that may start it (serve --workers N)
             with get_client(sync_client=True) as client:
                 failure = client.api_healthcheck()
             if failure is not None:
