@@ -351,6 +351,13 @@ def _class_names() -> list[str] | None:
 def sample(arguments: argparse.Namespace) -> int:
     from imgsearch.samples import KINDS, make_kinds_sample, make_voc_sample
 
+    if arguments.fashion:
+        from imgsearch.fashion import CLASSES, make_fashion_sample
+
+        make_fashion_sample(arguments.dest, arguments.count, settings().cache_dir, seed=arguments.seed)
+        print(f"wrote {arguments.count} Fashion-MNIST photos of {len(CLASSES)} kinds of clothing, "
+              f"a folder per kind, under {arguments.dest}")
+        return 0
     if arguments.kinds:
         year = make_kinds_sample(arguments.dest, arguments.count, settings().cache_dir, seed=arguments.seed)
         print(f"wrote {arguments.count} images of {len(KINDS)} kinds of object in PASCAL VOC layout under {year}")

