@@ -329,8 +329,9 @@ def evaluate(arguments: argparse.Namespace) -> int:
         images = sorted(random.Random(0).sample(images, arguments.limit), key=lambda image: image.path)
     weights = find_weights(current.cache_dir, current.weights)
     maps = FeatureMaps(weights, current.batch_size)
+    chosen = PRECISIONS if arguments.precisions is None else arguments.precisions
     encoders = {precision: resources.encoder(weights, current.pooling, current.batch_size, precision).embed  # type: ignore[arg-type]
-                for precision in PRECISIONS}  # fp32 first: the others are compared with it
+                for precision in chosen}  # fp32 first: the others are compared with it
     result = measure(images, maps, queries=arguments.queries, encoders=encoders)
     print(f"{result.images} images, {len({l for i in images for l in i.labels})} labels\n")
     print(render(result))

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import get_args
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -22,7 +23,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from cli import stop_signal
 from imgsearch import runtime
 from imgsearch.errors import ImgsearchError, UsageError
-from imgsearch.settings import TOP_K_MAX, check_collection_name, get_settings
+from imgsearch.settings import TOP_K_MAX, Settings, check_collection_name, get_settings
 
 # Every core, flow and stack error is an ImgsearchError; the two OSErrors come from the user's paths.
 EXPECTED = (ImgsearchError, FileNotFoundError, PermissionError)
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("path")
     evaluate.add_argument("--limit", type=_positive, default=None, help="use at most this many images")
     evaluate.add_argument("--queries", type=_positive, default=100, help="originals given each edit")
+    evaluate.add_argument("--precisions", type=_precisions, default=None, metavar="LIST",
+                          help="the PRECISIONs to compare with fp32, comma-separated, or none "
+                               "(default: all of them)")
     evaluate.add_argument("--json", type=Path, default=None, dest="json_file", metavar="FILE")
 
     sample = command("sample", run.sample, "Write a VOC-layout sample set made from real photos.")
@@ -260,6 +264,18 @@ def _top_k(text: str) -> int:
     if value > TOP_K_MAX:
         raise argparse.ArgumentTypeError(f"must be at most {TOP_K_MAX}")
     return value
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    """`none`, or PRECISIONs separated by commas; fp32, the one the others are compared with, first."""
+    if text == "none":
+        return ()
+    known = get_args(Settings.model_fields["precision"].annotation)
+    named = [name.strip() for name in text.split(",")]
+    unknown = [name for name in named if name not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}: use none or some of {', '.join(known)}")
+    return tuple(name for name in known if name == "fp32" or name in named)
 
 
 def _score(text: str) -> float:

@@ -76,6 +76,16 @@ class FeatureMaps:
 
 def ranking_metrics(features: np.ndarray, labels: Sequence[frozenset[str]]) -> dict[str, float]:
     """Leave-one-out: each image queries all others. P@1, P@10, mAP@10, full mAP."""
+    return averaged(per_query_metrics(features, labels))
+
+
+def averaged(per_query: dict[str, np.ndarray]) -> dict[str, float]:
+    return {"queries": len(per_query["mAP"]), **{name: float(np.mean(values)) for name, values in per_query.items()}}
+
+
+def per_query_metrics(features: np.ndarray, labels: Sequence[frozenset[str]]) -> dict[str, np.ndarray]:
+    """Each query's P@1, P@10, AP@10 (under "mAP@10") and full AP (under "mAP"), in query order;
+    queries with no relevant image are left out (they have no defined precision)."""
     similarity = features @ features.T
     np.fill_diagonal(similarity, -np.inf)
     order = np.argsort(-similarity, axis=1)[:, :-1]  # drop self, ranked last
@@ -89,7 +99,7 @@ def ranking_metrics(features: np.ndarray, labels: Sequence[frozenset[str]]) -> d
     for relevant in relevance:
         total = int(relevant.sum())
         if total == 0:
-            continue  # a query with no relevant image has no defined precision
+            continue
         hits = np.cumsum(relevant)
         ranks = np.arange(1, len(relevant) + 1)
         precision = hits / ranks
@@ -97,8 +107,17 @@ def ranking_metrics(features: np.ndarray, labels: Sequence[frozenset[str]]) -> d
         p10.append(float(relevant[:10].mean()))
         ap10.append(float((precision[:10] * relevant[:10]).sum() / min(10, total)))
         ap.append(float((precision * relevant).sum() / total))
-    return {"queries": len(p1), "P@1": float(np.mean(p1)), "P@10": float(np.mean(p10)),
-            "mAP@10": float(np.mean(ap10)), "mAP": float(np.mean(ap))}
+    return {"P@1": np.array(p1), "P@10": np.array(p10), "mAP@10": np.array(ap10), "mAP": np.array(ap)}
+
+
+def lead(better: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    """The mean of per-query differences and its standard error. Both sides ranked the same
+    queries, so the pairing removes what the queries share (how hard each one is), and a lead
+    of a few thousandths can still be told from noise."""
+    difference = better - other
+    if len(difference) < 2:
+        return float(np.mean(difference)), float("nan")
+    return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
@@ -151,6 +170,8 @@ class Evaluation:
     best: str  # the pooling that measured best: what POOLING should be
     precisions: dict[str, dict[str, float]] = field(default_factory=dict)  # PRECISION -> metrics
     best_overall: str = ""  # the best of every variant, whitened ones included
+    # other pooling -> metric -> (best's lead over it, standard error), per query
+    leads: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
 
 Embed = Callable[[np.ndarray], np.ndarray]
@@ -171,6 +192,7 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
     edit_maps = {name: maps_of(edited) for name, edited in edit_pixels.items()}
 
     ranking: dict[str, dict[str, float]] = {}
+    per_query: dict[str, dict[str, np.ndarray]] = {}
     near: dict[str, dict[str, dict[str, float]]] = {}
     for kind in POOLINGS:
         pooled = pool(maps, kind)
@@ -178,7 +200,8 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
         unchanged: Embed = lambda features: features
         for variant, transform in ((kind, unchanged), (kind + WHITENED, learn_whitening(pooled))):
             database = transform(pooled)
-            ranking[variant] = ranking_metrics(database, labels)
+            per_query[variant] = per_query_metrics(database, labels)
+            ranking[variant] = averaged(per_query[variant])
             near[variant] = {}
             for name, edited in edited_pooled.items():
                 ranks = original_ranks(transform(edited) @ database.T, chosen)
@@ -188,8 +211,10 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
     # The default is chosen among what POOLING can be; whitening is reported beside it.
     best = max(POOLINGS, key=lambda kind: _score(ranking, near, kind))
     best_overall = max(ranking, key=lambda variant: _score(ranking, near, variant))
+    leads = {kind: {metric: lead(per_query[best][metric], per_query[kind][metric]) for metric in ("mAP@10", "mAP")}
+             for kind in POOLINGS if kind != best}
     compared = compare_precisions(pixels, labels, edit_pixels, chosen, encoders) if encoders else {}
-    return Evaluation(len(images), ranking, near, best, compared, best_overall)
+    return Evaluation(len(images), ranking, near, best, compared, best_overall, leads)
 
 
 def original_ranks(scores: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
@@ -262,6 +287,10 @@ def render(result: Evaluation) -> str:
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines.append(f"\nbest pooling on this set: {result.best}; best of all, PCA-whitened variants "
                  f"({WHITENED}, learned on this set) included: {result.best_overall}")
+    if result.leads:
+        lines.append(f"{result.best}'s lead per query (mean ± standard error): " + "; ".join(
+            f"over {kind} " + ", ".join(f"{metric} {mean:+.4f} ± {error:.4f}" for metric, (mean, error) in by.items())
+            for kind, by in result.leads.items()))
     if result.precisions:
         header = ("| PRECISION | P@1 | mAP | near-duplicate R@1 | top-10 agreement with fp32 | "
                   f"agreement >= {AGREEMENT_BAR} and mAP within {MAP_TOLERANCE} |")

@@ -80,3 +80,22 @@ def test_eval_yields_ranking_and_near_duplicate_tables(tmp_path: Path) -> None:
     assert figures["precisions"]["fp32"]["top10_agreement"] == 1.0 and figures["precisions"]["fp32"]["meets_bar"]
     assert all(0.5 < m["top10_agreement"] <= 1 for m in figures["precisions"].values())
     assert "| PRECISION | P@1 | mAP |" in result.stdout
+    # The best pooling's lead over each other one, per query, with its standard error.
+    assert set(figures["leads"]) == poolings - {figures["best"]}
+    assert all(set(by) == {"mAP@10", "mAP"} and by["mAP"][0] >= 0 for by in figures["leads"].values())
+    assert f"{figures['best']}'s lead per query (mean ± standard error): over " in result.stdout
+
+
+def test_eval_compares_only_the_precisions_asked_for(tmp_path: Path) -> None:
+    make_voc_sample(tmp_path / "voc", 8, get_settings().cache_dir, seed=4)
+    poolings_only = subprocess.run([IMGSEARCH, "eval", str(tmp_path / "voc"), "--queries", "2", "--precisions", "none",
+                                    "--json", str(tmp_path / "eval.json")],
+                                   capture_output=True, text=True, env=env(), timeout=600, check=False)
+    assert poolings_only.returncode == 0, poolings_only.stderr[-3000:]
+    assert json.loads((tmp_path / "eval.json").read_text())["precisions"] == {}
+    assert "| pooling | P@1 |" in poolings_only.stdout and "PRECISION" not in poolings_only.stdout
+    unknown = subprocess.run([IMGSEARCH, "eval", str(tmp_path / "voc"), "--precisions", "int8,int4"],
+                             capture_output=True, text=True, env=env(), timeout=600, check=False)
+    assert unknown.returncode == 2
+    assert unknown.stderr.splitlines()[-1] == ("imgsearch eval: error: argument --precisions: unknown int4: "
+                                               "use none or some of fp32, bf16, dynamic, int8")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearch.evaluation import edits, learn_whitening, original_ranks, ranking_metrics
+from imgsearch.evaluation import edits, lead, learn_whitening, original_ranks, per_query_metrics, ranking_metrics
 
 
 def test_ranking_metrics_by_hand() -> None:
@@ -21,6 +21,26 @@ def test_ranking_metrics_by_hand() -> None:
     assert metrics["mAP"] == pytest.approx((1 + 1 / 2 + 1 / 2 + 1) / 4)
     assert metrics["P@10"] == pytest.approx(1 / 3)  # one relevant among three candidates, each query
     assert metrics["queries"] == 4
+
+
+def test_per_query_metrics_are_what_the_means_average() -> None:
+    angles = np.radians([0, 50, 60, 110])
+    features = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    labels = [frozenset({"cat"}), frozenset({"cat"}), frozenset({"dog"}), frozenset({"dog"})]
+    per_query = per_query_metrics(features, labels)
+    assert per_query["P@1"].tolist() == [1, 0, 0, 1]
+    assert per_query["mAP"].tolist() == pytest.approx([1, 1 / 2, 1 / 2, 1])
+
+
+def test_a_lead_is_told_from_noise_by_pairing_the_queries() -> None:
+    rng = np.random.default_rng(0)
+    hardness = rng.uniform(0, 1, 400)  # how hard each query is: shared by both sides
+    better, other = hardness + 0.01 + rng.normal(0, 0.002, 400), hardness
+    mean, error = lead(better, other)
+    assert mean == pytest.approx(0.01, abs=0.001) and error < 0.0002
+    same_mean, same_error = lead(hardness + rng.normal(0, 0.002, 400), hardness)
+    assert abs(same_mean) < 3 * same_error
+    assert np.isnan(lead(np.array([1.0]), np.array([0.5]))[1])  # one query: no error to give
 
 
 def test_queries_without_any_relevant_image_are_left_out() -> None:
