@@ -197,9 +197,11 @@ def index_chunk(
         batches.append(encoder.embed(np.stack(batch)))
 
     new_vectors = list(np.concatenate(batches)) if batches else []
+    # A twin is any indexed image, usually not one of this chunk's: its size is read with it.
+    twin_records = catalog.get(collection, [twins[item.sha256 or ""] for item in reuse]) if reuse else {}
     for item in reuse:
         new_vectors.append(twin_vectors[twins[item.sha256 or ""]])
-        twin = known.get(twins[item.sha256 or ""])
+        twin = twin_records.get(twins[item.sha256 or ""])
         if twin is not None and twin.width:
             dims[item.id] = (twin.width, twin.height or 0)
         else:

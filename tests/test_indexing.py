@@ -88,7 +88,11 @@ def test_byte_identical_file_reuses_the_vector(
     assert (report.indexed, report.reused, calls) == (0, 1, [])
     stored = vectors.vectors("c", [image_id(str(original)), image_id(str(copy))])
     assert np.array_equal(*stored.values())
-    assert catalog.by_path("c", str(copy)).status == INDEXED  # type: ignore[union-attr]
+    record = catalog.by_path("c", str(copy))
+    assert record is not None and record.status == INDEXED
+    twin = catalog.by_path("c", str(original))
+    assert twin is not None and twin.width  # the twin's size, though it was indexed in another run
+    assert (record.width, record.height) == (twin.width, twin.height)
 
 
 def test_crash_between_the_stores_leaves_nothing_searchable_and_is_repaired(
