@@ -46,8 +46,21 @@ def npm_pack(spec: str, sha256: str, workdir: Path, error: type[Unavailable]) ->
         raise error(f"npm pack {spec} failed: {result.stderr.strip()[-300:]}")
     tarball = _checked(workdir / result.stdout.strip().splitlines()[-1], sha256, error)
     with tarfile.open(tarball) as archive:
-        archive.extractall(workdir, filter="data")
+        _extract(archive, workdir, error)
     return workdir / "package"
+
+
+def _extract(archive: tarfile.TarFile, workdir: Path, error: type[Unavailable]) -> None:
+    """Unpack only plain files and folders inside `workdir`. Python has extraction filters
+    since 3.11.4; Debian 12's python3 (3.11.2) has none, so there the same rule is checked here."""
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(workdir, filter="data")
+        return
+    root = workdir.resolve()
+    for member in archive.getmembers():
+        if not (member.isfile() or member.isdir()) or not (root / member.name).resolve().is_relative_to(root):
+            raise error(f"refusing to unpack {member.name!r}: not a plain file inside the package")
+    archive.extractall(workdir)
 
 
 def pip_download(spec: str, wheel: str, sha256: str, workdir: Path, error: type[Unavailable]) -> Path:
