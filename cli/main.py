@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default: all of them)")
     evaluate.add_argument("--json", type=Path, default=None, dest="json_file", metavar="FILE")
 
-    sample = command("sample", run.sample, "Write a VOC-layout sample set made from real photos.")
+    sample = command("sample", run.sample, "Write a sample set of real photos (VOC layout; --fashion: a folder per kind).")
     sample.add_argument("dest", type=Path)
     sample.add_argument("--count", type=_positive, default=200)
     sample.add_argument("--seed", type=int, default=0)
