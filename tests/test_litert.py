@@ -117,3 +117,40 @@ def test_calibration_inputs_are_the_same_bytes_every_time(weights: Path) -> None
     assert first.shape == (litert.CALIBRATION_IMAGES, 224, 224, 3) and first.dtype == np.uint8
     assert np.array_equal(first, litert.calibration_inputs(weights.parent))
     assert len({image.tobytes() for image in first}) == litert.CALIBRATION_IMAGES
+
+
+def test_a_search_takes_the_model_in_one_turn_between_index_batches(weights: Path, pixels: np.ndarray,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search of 3 images is 3 single-image passes; none of the index batches waiting may
+    come between them (one did after each, and searches under load waited seconds)."""
+    import threading
+    import time
+
+    encoder = get_encoder(weights, POOLING, 8, "dynamic")
+    passes: list[str] = []
+    real_outputs = litert.interpreter_outputs
+
+    def logged(interpreter: object, batch: np.ndarray) -> np.ndarray:
+        passes.append(threading.current_thread().name)
+        return real_outputs(interpreter, batch)
+
+    monkeypatch.setattr(litert, "interpreter_outputs", logged)
+    stop = threading.Event()
+
+    def index_batches() -> None:
+        while not stop.is_set():
+            encoder.embed(pixels[:8])
+
+    indexing = threading.Thread(target=index_batches, name="index")
+    indexing.start()
+    try:
+        deadline = time.monotonic() + 60
+        while "index" not in passes:  # an index batch has the model, more are queued
+            assert time.monotonic() < deadline and indexing.is_alive()
+            time.sleep(0.005)
+        encoder.embed(pixels[8:11], urgent=True)
+    finally:
+        stop.set()
+        indexing.join(60)
+    first = passes.index(threading.current_thread().name)
+    assert passes[first : first + 3] == [threading.current_thread().name] * 3, passes
