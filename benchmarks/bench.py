@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks import duplicates, end_to_end
 from benchmarks.end_to_end import change_files, index_measured, percentile, run_measured, serve_and_measure
 from imgsearch import runtime
-from imgsearch.encoder import PRECISIONS
+from imgsearch.settings import PRECISIONS
 from imgsearch.samples import make_voc_sample
 from imgsearch.settings import get_settings
 from imgsearch.weights import find_weights, imagenet_labels

@@ -315,7 +315,7 @@ def evaluate(arguments: argparse.Namespace) -> int:
     import json
     import random
 
-    from imgsearch.encoder import PRECISIONS
+    from imgsearch.settings import PRECISIONS
     from imgsearch.evaluation import FeatureMaps, render
     from imgsearch.evaluation import evaluate as measure
     from imgsearch import resources

@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import get_args
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -23,7 +22,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from cli import stop_signal
 from imgsearch import runtime
 from imgsearch.errors import ImgsearchError, UsageError
-from imgsearch.settings import TOP_K_MAX, Settings, check_collection_name, get_settings
+from imgsearch.settings import PRECISIONS, TOP_K_MAX, check_collection_name, get_settings
 
 # Every core, flow and stack error is an ImgsearchError; the two OSErrors come from the user's paths.
 EXPECTED = (ImgsearchError, FileNotFoundError, PermissionError)
@@ -270,12 +269,11 @@ def _precisions(text: str) -> tuple[str, ...]:
     """`none`, or PRECISIONs separated by commas; fp32, the one the others are compared with, first."""
     if text == "none":
         return ()
-    known = get_args(Settings.model_fields["precision"].annotation)
     named = [name.strip() for name in text.split(",")]
-    unknown = [name for name in named if name not in known]
+    unknown = [name for name in named if name not in PRECISIONS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}: use none or some of {', '.join(known)}")
-    return tuple(name for name in known if name == "fp32" or name in named)
+        raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}: use none or some of {', '.join(PRECISIONS)}")
+    return tuple(name for name in PRECISIONS if name == "fp32" or name in named)
 
 
 def _score(text: str) -> float:

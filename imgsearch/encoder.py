@@ -21,12 +21,10 @@ import numpy as np
 from imgsearch import runtime
 from imgsearch.decode import INPUT_SIZE
 from imgsearch.pooling import network_pooling, unit_vectors
+from imgsearch.settings import Precision
 from imgsearch.weights import HOW_TO_PROVIDE, WeightsError
 
 Pooling = Literal["avg", "max", "gem"]
-# fp32 and bf16 run on Keras; dynamic and int8 are quantised models on LiteRT (imgsearch/litert.py).
-Precision = Literal["fp32", "bf16", "dynamic", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "dynamic", "int8")
 FEATURE_DIM = 2048
 T = TypeVar("T")
 R = TypeVar("R")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgsearch.encoder import Encoder, Pooling, Precision
+from imgsearch.encoder import Encoder, Pooling
 from imgsearch.litert import PRECISIONS as LITERT_PRECISIONS
 from imgsearch.litert import LiteRTEncoder
+from imgsearch.settings import Precision
 
 AnyEncoder = Encoder | LiteRTEncoder
 

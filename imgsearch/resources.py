@@ -17,9 +17,9 @@ import threading
 from pathlib import Path
 
 from imgsearch.catalog import Catalog
-from imgsearch.encoder import Pooling, Precision
+from imgsearch.encoder import Pooling
 from imgsearch.models import AnyEncoder, build_encoder
-from imgsearch.settings import Settings
+from imgsearch.settings import Precision, Settings
 from imgsearch.thumbnails import ThumbnailCache
 from imgsearch.vectors import VectorStore
 from imgsearch.weights import find_weights

@@ -10,7 +10,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import quote_plus
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -27,6 +27,12 @@ TOP_K_MIN, TOP_K_MAX = 1, 100  # results per query: settings, every route, the O
 def is_lite_uri(uri: str) -> bool:
     """A Milvus address that is a local file (Milvus Lite, in this process), not a server."""
     return not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+# What PRECISION can be, fp32 first (the one the others are compared with): fp32 and bf16 run
+# on Keras; dynamic and int8 are quantised models on LiteRT (imgsearch/litert.py).
+Precision = Literal["fp32", "bf16", "dynamic", "int8"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
 
 class SettingsError(BadInput):
     """A setting is wrong; the message names it in one line."""
@@ -47,7 +53,7 @@ class Settings(BaseSettings):
     vector_dimension: int = 2048
     top_k: int = Field(10, ge=TOP_K_MIN, le=TOP_K_MAX)
     pooling: Literal["avg", "max", "gem"] = Field("gem", description="gem (p=3, default), avg or max")
-    precision: Literal["fp32", "bf16", "dynamic", "int8"] = Field(
+    precision: Precision = Field(
         "dynamic", description="dynamic, int8 (quantised, on LiteRT) or fp32, bf16 (Keras)")
     batch_size: int = Field(32, ge=1, le=512)
     chunk_size: int = Field(256, ge=1, le=100_000)
