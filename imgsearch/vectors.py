@@ -6,6 +6,15 @@ is cosine similarity. Milvus Lite gets an exact FLAT index by default (about
 approximate, and Lite's HNSW rebuilds at every load: 50 s at 20k). A Milvus
 server gets HNSW (M=16, efConstruction=200, searched with ef=max(64, 2*top_k)).
 `MILVUS_INDEX` overrides the choice for new collections.
+
+Consistency: collections are created Strong, so a count or a reconcile listing right after a
+write is exact. Searches and reads by id (what a user waits for) ask a server for Session
+consistency instead: they see every write of this process (pymilvus sends the last write's
+timestamp of the collection as the guarantee) and otherwise do not wait for the server's newest
+timestamp. Measured on a Milvus 2.3 standalone at 20k vectors: Strong 379 ms a search, Session
+11 ms; Eventually is as fast but missed 20 of 20 vectors searched right after their upsert.
+Milvus 2.3 answers a delete without its timestamp, so pymilvus cannot wait for it: the first
+read of a collection after a delete here asks for Strong, once.
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ ENCODER_CHECK_SECONDS = 5.0  # a describe per search costs ~1.4 ms on Lite; once
 MAX_LABELS = 64
 LABEL_LENGTH = 128
 FOLDER_LENGTH = 4096
+# What searches and reads by id ask a server for (see the module's docstring).
+READ_CONSISTENCY = "Session"
 # Ids fit in 53 bits so that they survive JSON in a browser (IEEE doubles).
 ID_BITS = 53
 
@@ -116,6 +127,7 @@ class VectorStore:
         self._ready: set[str] = set()
         self._index_types: dict[str, str] = {}
         self._encoders: dict[str, tuple[str, float]] = {}  # collection -> (checked encoder, when)
+        self._deleted_from: set[str] = set()  # collections whose next read asks for Strong
         self._lock = threading.Lock()
 
     # -- collections -------------------------------------------------------
@@ -245,13 +257,14 @@ class VectorStore:
             return
         with self._writing(name), _errors(self.uri, f"delete from {name}"):
             self.client.delete(name, ids=[int(image) for image in ids])
+        self._deleted_from.add(name)
 
     def vectors(self, name: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """Stored vectors by id; ids not stored are absent."""
         if not ids or not self.has_collection(name):
             return {}
         rows = self._on_loaded(name, f"get from {name}", lambda: self.client.get(
-            name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD]))
+            name, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD], **self._read_options(name)))
         return {int(row["id"]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
 
     def count(self, name: str) -> int:
@@ -298,11 +311,12 @@ class VectorStore:
         if name not in self._ready and not self.has_collection(name):
             return [[] for _ in vectors]
         params: dict[str, object] = {"metric_type": "IP", "params": search_params(self._index_of(name), top_k)}
+        options = self._read_options(name)
         expression = f"array_contains(labels, {string_literal(label)})" if label else ""
         try:
             results = self._on_loaded(name, f"search {name}", lambda: self.client.search(
                 name, data=[v.tolist() for v in vectors], limit=top_k, filter=expression,
-                search_params=params, anns_field=VECTOR_FIELD,
+                search_params=params, anns_field=VECTOR_FIELD, **options,
             ))
         except VectorStoreError:
             if not self.has_collection(name):  # dropped by another process since it was loaded here
@@ -310,6 +324,16 @@ class VectorStore:
                 return [[] for _ in vectors]
             raise
         return [[Hit(int(hit["id"]), float(hit["distance"])) for hit in hits] for hits in results]
+
+    def _read_options(self, name: str) -> dict[str, str]:
+        """Session consistency on a server, Strong once after a delete here (see the module's
+        docstring); Milvus Lite is one process and always consistent."""
+        if self.is_lite:
+            return {}
+        if name in self._deleted_from:
+            self._deleted_from.discard(name)
+            return {"consistency_level": "Strong"}
+        return {"consistency_level": READ_CONSISTENCY}
 
     def _writing(self, name: str) -> AbstractContextManager[None]:
         return self._writer.held(name) if self._writer is not None else nullcontext()
