@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     milvus_uri: str = Field("", description="Milvus Lite path or http(s):// server URI")
     milvus_token: str = ""
-    milvus_index: Literal["", "FLAT", "IVF_FLAT", "HNSW"] = Field(
+    milvus_index: Literal["", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW"] = Field(
         "", description="index of new collections; empty: FLAT on Milvus Lite, HNSW on a server"
     )
     database_url: str = Field("", description="SQLAlchemy URL of the catalog")

@@ -68,7 +68,7 @@ def test_labels_with_quotes_and_backslashes_match_exactly(tmp_path: Path) -> Non
         store.search("c", vectors[:1], 10, label="bad\nlabel")
 
 
-@pytest.mark.parametrize("index_type", ["IVF_FLAT", "HNSW"])
+@pytest.mark.parametrize("index_type", ["IVF_FLAT", "IVF_SQ8", "HNSW"])
 def test_other_index_types_are_created_and_searched(tmp_path: Path, index_type: str) -> None:
     store = VectorStore(str(tmp_path / "m.db"), index_type=index_type)
     vectors = unit(300, seed=3)
