@@ -294,6 +294,24 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     return report
 
 
+def run_scale(sizes: list[int], backends: list[str], workdir: Path | None, json_path: Path | None,
+              plot_path: Path | None) -> dict[str, Any]:
+    """The scale stage alone (`imgsearch bench --scale`): its table, JSON and plot."""
+    from benchmarks import scale
+
+    root = workdir or Path(tempfile.mkdtemp(prefix="imgsearch-scale-"))
+    root.mkdir(parents=True, exist_ok=True)
+    say = lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True)
+    report = scale.run(sizes, backends, root, say=say)
+    report.update(cpu=cpu_model(), cores=os.cpu_count(), precision=get_settings().precision)
+    print(scale.render(report))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2))
+    if plot_path:
+        scale.plot(report, plot_path)
+    return report
+
+
 def render(report: dict[str, Any]) -> str:
     a, b, c, d, e = (report[k] for k in ("a_model", "b_seed", "c_index", "d_rerun", "e_search"))
     r = report["ratios"]

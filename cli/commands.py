@@ -304,6 +304,11 @@ def deploy(arguments: argparse.Namespace) -> int:
 
 
 def bench(arguments: argparse.Namespace) -> int:
+    if arguments.scale:
+        from benchmarks.bench import run_scale
+
+        run_scale(arguments.scale, arguments.backends, arguments.workdir, arguments.json_file, arguments.plot)
+        return 0
     from benchmarks.bench import run
 
     run(arguments.quick, arguments.count, arguments.workdir, arguments.json_file, arguments.smoke)

@@ -212,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--count", type=_positive, default=None, help="corpus size")
     bench.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
     bench.add_argument("--json", type=Path, default=None, dest="json_file", metavar="FILE")
+    bench.add_argument("--scale", type=_sizes, default=None, metavar="N[,N...]",
+                       help="only the scale stage: one collection grown through these sizes (20k,100k,1M)")
+    bench.add_argument("--backends", type=_backends, default=["lite", "standalone"], metavar="LIST",
+                       help="with --scale: lite (the embedded default), standalone (a Milvus server "
+                            "the bench starts; needs ./setup.sh --test); default both")
+    bench.add_argument("--plot", type=Path, default=None, metavar="PNG", help="with --scale: the log-log plot")
 
     evaluate = command("eval", run.evaluate, "Measure retrieval quality on a labelled folder or VOC tree.")
     evaluate.add_argument("path")
@@ -249,6 +255,25 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _sizes(text: str) -> list[int]:
+    from benchmarks.scale import parse_sizes
+
+    try:
+        return parse_sizes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _backends(text: str) -> list[str]:
+    from benchmarks.scale import BACKENDS
+
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in BACKENDS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(BACKENDS)}, comma-separated")
+    return chosen
 
 
 def _port(text: str) -> int:
