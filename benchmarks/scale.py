@@ -234,15 +234,16 @@ def fill(corpus: Corpus, store: Any, catalog: Any, start: int, stop: int) -> dic
             part = block[offset : offset + 2000]
             rows = range(first + offset, first + offset + len(part))
             ids = [row + 1 for row in rows]
-            _, seconds = timed(lambda: store.upsert(COLLECTION, ids, part, [["scale"]] * len(ids),
-                                                    [os.path.dirname(corpus.path_of(r)) for r in rows]))
-            vector_seconds += seconds
-            records = [{"id": row + 1, "path": corpus.path_of(row), "labels": ["scale"],
-                        "folder": os.path.dirname(corpus.path_of(row)), "status": INDEXED,
-                        "size": 100_000 + row, "mtime": 1_700_000_000_000_000_000 + row,
-                        "sha256": f"{row:064x}", "width": 500, "height": 375} for row in rows]
-            _, seconds = timed(lambda: catalog.upsert(COLLECTION, records))
-            record_seconds += seconds
+            folders = [os.path.dirname(corpus.path_of(row)) for row in rows]
+            records = [{"id": row + 1, "path": corpus.path_of(row), "labels": ["scale"], "folder": folder,
+                        "status": INDEXED, "size": 100_000 + row, "mtime": 1_700_000_000_000_000_000 + row,
+                        "sha256": f"{row:064x}", "width": 500, "height": 375} for row, folder in zip(rows, folders)]
+            started = time.perf_counter()
+            store.upsert(COLLECTION, ids, part, [["scale"]] * len(ids), folders)
+            vector_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            catalog.upsert(COLLECTION, records)
+            record_seconds += time.perf_counter() - started
     added = stop - start
     return {"added": added, "vectors_per_second": added / vector_seconds, "records_per_second": added / record_seconds,
             "rows_per_second": added / (vector_seconds + record_seconds)}
