@@ -64,6 +64,8 @@ class ImageRecord(Base):
               mysql_length={"path": 500}, mariadb_length={"path": 500}),
         Index("ix_images_collection_sha256", "collection", "sha256"),
         Index("ix_images_collection_status", "collection", "status"),
+        # A path in any collection (the seed's `/data?image_path=`): without it, a scan of every row.
+        Index("ix_images_path", "path", mysql_length={"path": 500}, mariadb_length={"path": 500}),
     )
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,6 +116,10 @@ class Catalog:
         for attempt in range(attempts):
             try:
                 Base.metadata.create_all(self.writer)
+                # create_all adds indexes only with a new table: one added later comes here.
+                with self.writer.begin() as connection:
+                    for index in Base.metadata.tables[ImageRecord.__tablename__].indexes:
+                        index.create(connection, checkfirst=True)
                 return
             except SQLAlchemyError as error:
                 reason = _reason(error)
@@ -194,17 +200,19 @@ class Catalog:
                     for row in connection.execute(query)}
 
     def indexed_by_sha256(self, collection: str, digests: Iterable[str]) -> dict[str, int]:
-        """For each digest an indexed image of this collection has, one such image's id."""
+        """For each digest an indexed image of this collection has, one such image's id.
+        The status is checked here, not in SQL: with it there, SQLite searches by (collection,
+        status), which nearly every row matches, once per chunk."""
         found: dict[str, int] = {}
         digests = sorted(set(digests))
         with _errors(self.where, "read records"), self.engine.connect() as connection:
             for part in _parts(digests):
-                query = select(ImageRecord.sha256, ImageRecord.id).where(
-                    ImageRecord.collection == collection, ImageRecord.status == INDEXED,
-                    ImageRecord.sha256.in_(part),
+                query = select(ImageRecord.sha256, ImageRecord.id, ImageRecord.status).where(
+                    ImageRecord.collection == collection, ImageRecord.sha256.in_(part),
                 )
                 for row in connection.execute(query):
-                    found.setdefault(row.sha256, row.id)
+                    if row.status == INDEXED:
+                        found.setdefault(row.sha256, row.id)
         return found
 
     def get(self, collection: str, ids: Sequence[int]) -> dict[int, ImageRecord]:
@@ -227,11 +235,14 @@ class Catalog:
     def under_path(self, collection: str, prefix: str) -> list[ImageRecord]:
         """Records whose path is `prefix` or lies below the folder `prefix`."""
         folder = prefix.rstrip("/") + "/"
+        below = func.substr(ImageRecord.path, 1, len(folder)) == folder
+        if self.engine.dialect.name in ("sqlite", "mysql", "mariadb"):
+            # Paths compare byte by byte there (SQLite's BINARY, utf8mb4_bin): those below
+            # "a/b/" lie from "a/b/" to "a/b0" ("0" follows "/"), a range of the path index.
+            beyond = folder[:-1] + chr(ord("/") + 1)
+            below = (ImageRecord.path >= folder) & (ImageRecord.path < beyond) & below
         query = select(ImageRecord).where(
-            ImageRecord.collection == collection,
-            (ImageRecord.path == prefix)
-            | (func.substr(ImageRecord.path, 1, len(folder)) == folder),
-        )
+            ImageRecord.collection == collection, (ImageRecord.path == prefix) | below)
         with _errors(self.where, "read records"), self._session() as session:
             return list(session.scalars(query))
 
@@ -269,13 +280,13 @@ class Catalog:
             return {status: int(number) for status, number in connection.execute(query)}
 
     def failures(self, collection: str, limit: int = 1000) -> list[tuple[str, str]]:
-        query = (
-            select(ImageRecord.path, ImageRecord.error)
-            .where(ImageRecord.collection == collection, ImageRecord.status == FAILED)
-            .order_by(ImageRecord.path).limit(limit)
-        )
+        # Sorted here: ORDER BY path in SQL makes SQLite walk the collection's path index,
+        # every row of it, rather than the few failed ones by status.
+        query = select(ImageRecord.path, ImageRecord.error).where(
+            ImageRecord.collection == collection, ImageRecord.status == FAILED)
         with _errors(self.where, "read records"), self.engine.connect() as connection:
-            return [(row.path, row.error or "") for row in connection.execute(query)]
+            failed = sorted((row.path, row.error or "") for row in connection.execute(query))
+        return failed[:limit]
 
     def label_counts(self, collection: str) -> dict[str, int]:
         """How many indexed images carry each label, most frequent first."""

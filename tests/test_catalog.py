@@ -108,6 +108,8 @@ def test_status_changes_and_queries(database_url: str) -> None:
     assert sorted(r.path for r in catalog.under_path("c", "/d")) == [f"/d/{n}.jpg" for n in range(3)]
     assert [r.path for r in catalog.under_path("c", "/e/x.jpg")] == ["/e/x.jpg"]
     assert catalog.under_path("c", "/d/1") == [], "a prefix that is not a folder matches nothing"
+    catalog.upsert("c", [row("/d0/x.jpg"), row("/d.bak/y.jpg"), row("/d/sub/é.jpg")])  # beside "/d/", and below
+    assert sorted(r.path for r in catalog.under_path("c", "/d/")) == [f"/d/{n}.jpg" for n in range(3)] + ["/d/sub/é.jpg"]
     catalog.set_status("c", ids[:1], DELETING)
     assert catalog.ids_with_status("c", [DELETING]) == ids[:1]
     catalog.delete("c", ids[:1])
@@ -133,3 +135,88 @@ def test_concurrent_upserts_of_the_same_rows_never_duplicate(database_url: str) 
 def test_unreachable_database_is_one_clear_error() -> None:
     with pytest.raises(CatalogError, match="cannot reach the database"):
         Catalog("mysql+pymysql://root:@127.0.0.1:1/nope?connect_timeout=2")
+
+
+# What each statement may be planned as. Reading a whole collection (`known` for a plan,
+# `label_counts`) is a search by collection; only `collections()` (for /metrics) reads an index whole.
+WHOLE_INDEX_READS = ("GROUP BY images.collection",)
+# Where a search by a worse index would read nearly every row: (collection, status='indexed')
+# matches most of a collection, so a chunk's look-up of twins must go by sha256.
+EXPECTED_INDEX = {"images.sha256 IN": "ix_images_collection_sha256"}
+
+
+def explained(catalog: Catalog, statement: str, parameters: object) -> list[str]:
+    """The plan of one statement, one line a step: SQLite's EXPLAIN QUERY PLAN, or MySQL's EXPLAIN as
+    'type key' per table."""
+    with catalog.engine.connect() as connection:
+        if catalog.engine.dialect.name == "sqlite":
+            return [row[3] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+        rows = connection.exec_driver_sql("EXPLAIN " + statement, parameters).mappings().all()
+        return [f"{row['type']} {row['key']}" for row in rows]
+
+
+def test_every_query_of_an_index_run_and_a_search_uses_an_index(database_url: str) -> None:
+    """Item 4 of issue 24: on a collection of 20,000 rows beside another one, no statement the catalog sends
+    for a plan, a chunk, a search's join, a count, a delete or the seed's /data scans the table (before,
+    indexed_by_sha256 searched by (collection, status), which nearly every row matches, once per chunk,
+    and find_indexed_path read every row)."""
+    from sqlalchemy import event
+
+    catalog = Catalog(database_url)
+    for collection, count in (("big", 20_000), ("other", 5_000)):
+        catalog.upsert(collection, [row(f"/{collection}/{n // 1000}/{n}.jpg", INDEXED if n % 50 else FAILED,
+                                        sha256=f"{n:064x}") for n in range(count)])
+    if catalog.engine.dialect.name != "sqlite":
+        with catalog.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE TABLE images")
+    sent: list[tuple[str, object]] = []
+
+    def remember(_connection: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            sent.append((statement, parameters))
+
+    event.listen(catalog.engine, "before_cursor_execute", remember)
+    ids = [image_id(f"/big/3/{n}.jpg") for n in range(3000, 3500)]
+    catalog.known("big")
+    catalog.get("big", ids)
+    catalog.indexed_by_sha256("big", [f"{n:064x}" for n in range(3000, 3500)])
+    catalog.by_path("big", "/big/3/3001.jpg")
+    catalog.under_path("big", "/big/3")
+    catalog.ids_with_status("big", [DELETING])
+    catalog.count("big")
+    catalog.status_counts("big")
+    catalog.failures("big")
+    catalog.label_counts("big")
+    catalog.find_indexed_path("/big/3/3001.jpg")
+    catalog.collections()
+    event.remove(catalog.engine, "before_cursor_execute", remember)
+    assert len(sent) >= 12
+    scanning = []
+    for statement, parameters in sent:
+        plan = explained(catalog, statement, parameters)
+        if any(part in statement for part in WHOLE_INDEX_READS):
+            continue
+        if catalog.engine.dialect.name == "sqlite":
+            scans = [step for step in plan if step.startswith("SCAN")]
+        else:
+            scans = [step for step in plan if step.split()[0] in ("ALL", "index") or step.endswith(" None")]
+        scans += [f"not by {index}" for part, index in EXPECTED_INDEX.items()
+                  if part in statement and index not in " ".join(plan)]
+        if scans:
+            scanning.append(f"{' '.join(statement.split()).split(' FROM ')[1][:200]} -> {plan}")
+    assert not scanning, "\n".join(scanning)
+
+
+def test_a_catalog_made_before_an_index_existed_gets_it_when_opened(database_url: str) -> None:
+    from sqlalchemy import inspect
+
+    catalog = Catalog(database_url)
+    catalog.upsert("c", [row("/old/a.jpg", INDEXED)])
+    with catalog.engine.begin() as connection:
+        connection.exec_driver_sql("DROP INDEX ix_images_path" + ("" if catalog.engine.dialect.name == "sqlite"
+                                                                   else " ON images"))
+    assert "ix_images_path" not in {index["name"] for index in inspect(catalog.engine).get_indexes("images")}
+    catalog.close()
+    reopened = Catalog(database_url)
+    assert "ix_images_path" in {index["name"] for index in inspect(reopened.engine).get_indexes("images")}
+    assert reopened.find_indexed_path("/old/a.jpg") is not None
