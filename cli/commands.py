@@ -200,7 +200,17 @@ def duplicates(arguments: argparse.Namespace) -> int:
 
     name, both = _collection(arguments), _stores()
     min_score = DEFAULT_MIN_SCORE if arguments.min_score is None else arguments.min_score
-    groups = duplicate_groups(name, both.vectors, both.catalog, min_score)
+    if arguments.json or not sys.stderr.isatty():
+        groups = duplicate_groups(name, both.vectors, both.catalog, min_score)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        # Stages in turn: reading vectors, then (past 20,000) learning lists and partitioning, comparing.
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=True) as bar:
+            task_id = bar.add_task("reading vectors", total=None)
+            groups = duplicate_groups(name, both.vectors, both.catalog, min_score, progress=lambda stage, done, total:
+                                      bar.update(task_id, description=stage, completed=done, total=total))
     if arguments.json:
         print_json({"collection": name, "min_score": min_score, "groups": [g.as_dict() for g in groups]})
         return 0

@@ -1,20 +1,25 @@
 """Duplicate groups of a collection: the indexed images whose features are at least
 `min_score` similar, linked transitively (an exact copy, a resized, recompressed or
 lightly cropped one). Built on the stores, with no second index: every vector is read
-back from Milvus once and compared block by block by matrix products, the upper
-triangle only (20,000 images: about 4·10¹¹ multiply-adds).
+back from Milvus once into a temporary file (the system's temporary folder, TMPDIR:
+8 KB an image), and `near_pairs` finds the similar pairs in it, every one up to 20,000
+images, by partitions beyond. Memory holds the ids and one partition's scores, not the
+vectors; records are read only for the images in a group.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imgsearch.catalog import INDEXED, Catalog, ImageRecord
 from imgsearch.errors import BadInput, NotFound
+from imgsearch.near_pairs import EXACT_UP_TO, Progress, TooManyPairs, similar_pairs
 from imgsearch.vectors import VectorStore
 
 # Chosen by measurement (BENCHMARKS.md, "Duplicate groups", and again for GeM in "Pooling"): the
@@ -24,7 +29,6 @@ DEFAULT_MIN_SCORE = 0.93
 # Below this, most images of a kind link together: the answer is one group, and the pairs
 # found grow with the square of the collection.
 LOWEST_MIN_SCORE = 0.5
-BLOCK = 1024  # rows compared at once: a 1024 × n float32 product (80 MB at 20,000)
 MAX_PAIRS = 2_000_000
 
 
@@ -62,48 +66,52 @@ def check_min_score(min_score: float) -> float:
     return min_score
 
 
+def _quiet(_stage: str, _done: int, _total: int) -> None:
+    return None
+
+
 def duplicate_groups(collection: str, vectors: VectorStore, catalog: Catalog,
-                     min_score: float = DEFAULT_MIN_SCORE) -> list[DuplicateGroup]:
+                     min_score: float = DEFAULT_MIN_SCORE, progress: Progress = _quiet,
+                     exact_up_to: int = EXACT_UP_TO) -> list[DuplicateGroup]:
     """Every group of at least two indexed images linked by similarity >= `min_score`,
-    the largest groups first, then the closest."""
+    the largest groups first, then the closest. `progress(stage, done, total)` is told as
+    the vectors are read and compared."""
     check_min_score(min_score)
     if not vectors.has_collection(collection) and catalog.count(collection, None) == 0:
         raise NotFound(f"no collection named {collection!r}")
-    ids, matrix, records = _indexed_vectors(collection, vectors, catalog)
-    pairs = _similar_pairs(matrix, min_score)
-    groups = [_group(members, ids, matrix, records) for members in _components(pairs)]
+    with tempfile.TemporaryDirectory(prefix="imgsearch-duplicates-") as folder:
+        ids, matrix = _indexed_vectors(collection, vectors, catalog, Path(folder) / "vectors.f32", progress)
+        try:
+            pairs = similar_pairs(matrix, min_score, MAX_PAIRS, progress, exact_up_to)
+        except TooManyPairs:
+            raise BadInput(f"more than {MAX_PAIRS:,} similar pairs at min_score {min_score:g}: "
+                           "raise it to find copies rather than similar photos") from None
+        components = _components(pairs)
+        records = catalog.get(collection, [ids[member] for members in components for member in members])
+        # An image deleted since its vector was read has no record left: it is no longer in a group.
+        components = [kept for members in components if len(kept := [m for m in members if ids[m] in records]) > 1]
+        groups = [_group(members, ids, matrix, records) for members in components]
+        del matrix  # the file's mapping, before its folder goes
     return sorted(groups, key=lambda group: (-len(group.images), -group.score, group.images[0].path))
 
 
-def _indexed_vectors(
-    collection: str, vectors: VectorStore, catalog: Catalog
-) -> tuple[list[int], np.ndarray, dict[int, ImageRecord]]:
-    """The ids, vectors and records of indexed images only (one a crash left without its
-    record is not an image), each record read once: 20,000 of them are a few MB."""
+def _indexed_vectors(collection: str, vectors: VectorStore, catalog: Catalog, path: Path,
+                     progress: Progress) -> tuple[list[int], np.ndarray]:
+    """The ids and vectors of indexed images only (one a crash left without its record is not
+    an image), the vectors written to `path` as they come and mapped back from it."""
+    indexed = set(catalog.ids_with_status(collection, [INDEXED]))
     ids: list[int] = []
-    parts: list[np.ndarray] = []
-    indexed: dict[int, ImageRecord] = {}
-    for batch_ids, batch in vectors.iter_vectors(collection):
-        records = catalog.get(collection, batch_ids)
-        keep = [n for n, image in enumerate(batch_ids) if (r := records.get(image)) is not None and r.status == INDEXED]
-        ids += [batch_ids[n] for n in keep]
-        indexed.update((batch_ids[n], records[batch_ids[n]]) for n in keep)
-        parts.append(batch[keep])
-    matrix = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-    return ids, matrix, indexed
-
-
-def _similar_pairs(matrix: np.ndarray, min_score: float) -> list[tuple[int, int]]:
-    """(i, j) with i < j and matrix[i] · matrix[j] >= min_score."""
-    pairs: list[tuple[int, int]] = []
-    for start in range(0, len(matrix), BLOCK):
-        block = matrix[start : start + BLOCK] @ matrix[start:].T  # row r is image start + r
-        rows, columns = np.nonzero(np.triu(block >= min_score, k=1))
-        pairs += zip((rows + start).tolist(), (columns + start).tolist(), strict=True)
-        if len(pairs) > MAX_PAIRS:
-            raise BadInput(f"more than {MAX_PAIRS:,} similar pairs at min_score {min_score:g}: "
-                           "raise it to find copies rather than similar photos")
-    return pairs
+    dimension = vectors.dimension
+    with open(path, "wb") as out:
+        for batch_ids, batch in vectors.iter_vectors(collection):
+            keep = [n for n, image in enumerate(batch_ids) if image in indexed]
+            ids += [batch_ids[n] for n in keep]
+            out.write(np.ascontiguousarray(batch[keep], dtype=np.float32).tobytes())
+            dimension = batch.shape[1]
+            progress("reading vectors", len(ids), len(indexed))
+    if not ids:
+        return ids, np.zeros((0, dimension), dtype=np.float32)
+    return ids, np.memmap(path, dtype=np.float32, mode="r", shape=(len(ids), dimension))
 
 
 def _components(pairs: Iterable[tuple[int, int]]) -> list[list[int]]:

@@ -53,6 +53,11 @@ def test_planted_copies_are_found_as_exactly_their_groups(env: Path, tmp_path: P
 
     groups = duplicate_groups("lib", vectors, catalog)
     assert sorted(sorted({image.path for image in g.images}) for g in groups) == sorted(sorted(e) for e in expected)
+    stages: set[str] = set()
+    by_partitions = duplicate_groups("lib", vectors, catalog, exact_up_to=0,  # the method past 20,000 images
+                                     progress=lambda stage, done, total: stages.add(stage))
+    assert [[i.path for i in g.images] for g in by_partitions] == [[i.path for i in g.images] for g in groups]
+    assert stages == {"reading vectors", "learning lists", "partitioning", "comparing"}
     assert [len(g.images) for g in groups] == [3, 3, 2]  # the largest first
     for group in groups:
         first = group.images[0]
