@@ -161,7 +161,11 @@ def serving(env: dict[str, str], seconds: float = 180) -> Iterator[tuple[str, su
         yield url, server
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # still inside a request: not left running behind the bench
+            server.kill()
+            server.wait(timeout=30)
 
 
 def every_precision(corpus: Path, env: dict[str, str], precisions: list[str], image: bytes, requests: int,

@@ -114,6 +114,10 @@ def index(arguments: argparse.Namespace) -> int:
         arguments.path, _collection(arguments), arguments.chunk_size,
         show_progress=not arguments.json and sys.stderr.isatty(), runner=arguments.task_runner,
     )
+    from imgsearch.collection import past_lite_limit
+
+    for line in past_lite_limit(_stores(), only=summary.collection):
+        print(line, file=sys.stderr)
     if arguments.json:
         print_json(summary.as_json())
         return 0
@@ -231,6 +235,43 @@ def export(arguments: argparse.Namespace) -> int:
     done = export_collection(_collection(arguments), both.vectors, both.catalog, arguments.out)
     return answer(arguments.json, done.as_dict(), f"exported {done.images} images of {done.collection} "
                   f"({done.dimension}-d float32) to {done.folder}: vectors.npy, records.csv")
+
+
+def migrate(arguments: argparse.Namespace) -> int:
+    from imgsearch.catalog import Catalog
+    from imgsearch.migrate import migrate_collection
+    from imgsearch.settings import is_lite_uri
+    from imgsearch.vectors import VectorStore
+
+    current, name, both = settings(), _collection(arguments), _stores()
+    if arguments.to and is_lite_uri(arguments.to) and not arguments.to.endswith(".db"):
+        raise UsageError("--to: a Milvus Lite path must end in .db, or use http://HOST:19530")
+    target_vectors = (VectorStore(arguments.to, current.milvus_token, current.vector_dimension, current.milvus_index)
+                      if arguments.to else None)
+    target_catalog = Catalog(arguments.catalog_to) if arguments.catalog_to else None
+    if arguments.json or not sys.stderr.isatty():
+        done = migrate_collection(name, both.vectors, both.catalog, target_vectors, target_catalog)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=True) as bar:
+            task_id = bar.add_task("vectors", total=None)
+            done = migrate_collection(name, both.vectors, both.catalog, target_vectors, target_catalog,
+                                      progress=lambda what, number, total: bar.update(
+                                          task_id, description=what, completed=number, total=total))
+    moved = []
+    if target_vectors is not None:
+        moved.append(f"{done.vectors:,} vectors ({done.vectors_copied:,} copied, {done.vectors_present:,} there "
+                     f"already; a sample of {name}'s searches agrees {done.top10_agreement or 0:.0%} in the top 10) "
+                     f"to {arguments.to}")
+    if target_catalog is not None:
+        moved.append(f"{done.records:,} records to {target_catalog.where}")
+    # The catalog's URL may hold a password: it is named, not printed.
+    use = " and ".join(([f"MILVUS_URI={arguments.to}"] if arguments.to else [])
+                       + (["DATABASE_URL to the --catalog-to URL"] if arguments.catalog_to else []))
+    return answer(arguments.json, done.as_dict(), f"migrated {name}: {' and '.join(moved)} in {done.seconds:.1f} s; "
+                  f"the source is unchanged. To use the copy, set {use}")
 
 
 def count(arguments: argparse.Namespace) -> int:

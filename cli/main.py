@@ -174,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="a folder that does not exist yet")
     export.add_argument("--json", action="store_true")
 
+    migrate = command("migrate", run.migrate,
+                      "Copy a collection to another Milvus and/or its records to another catalog, without "
+                      "re-embedding; resumable, verified.")
+    _collection(migrate)
+    migrate.add_argument("--to", default=None, metavar="URI",
+                         help="the target Milvus: http://HOST:19530, or a Milvus Lite file (.db)")
+    migrate.add_argument("--catalog-to", default=None, metavar="URL",
+                         help="the target catalog: mysql+pymysql://USER:PASSWORD@HOST/DB, or sqlite:///FILE")
+    migrate.add_argument("--json", action="store_true")
+
     count = command("count", run.count, "Count the indexed images of a collection.")
     _collection(count)
     count.add_argument("--json", action="store_true")

@@ -44,6 +44,24 @@ def vectors_of(settings: Settings) -> VectorStore:
     )
 
 
+# The size past which Milvus Lite answers a search in more than 60 ms on the bench's 2-core machine
+# (BENCHMARKS.md, "Scale"): Lite checks every stored row in Python at each search, whatever its index.
+LITE_SEARCH_LIMIT = 15_000
+
+
+def past_lite_limit(stores: Stores, only: str | None = None) -> list[str]:
+    """One warning line for each collection (or `only` that one) past LITE_SEARCH_LIMIT on Milvus
+    Lite (a file, or a `milvus-lite server`), naming the command that moves it to a Milvus server;
+    none elsewhere. The sizes are the catalog's, so Milvus is not asked."""
+    if not stores.vectors.is_lite:
+        return []
+    return [f"imgsearch: warning: collection {name!r} holds {size:,} images, past the {LITE_SEARCH_LIMIT:,} at which "
+            f"Milvus Lite's search passes 60 ms; move it to a Milvus server: imgsearch migrate --collection {name} "
+            f"--to http://HOST:19530 (README, Scaling out)"
+            for name, size in stores.catalog.collections().items()
+            if size > LITE_SEARCH_LIMIT and only in (None, name)]
+
+
 @dataclass(frozen=True)
 class CollectionCounts:
     collection: str

@@ -293,6 +293,23 @@ class VectorStore:
             yield ([int(row["id"]) for row in rows],
                    np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32))
 
+    def iter_rows(self, name: str, batch: int = 1000
+                  ) -> Iterator[tuple[list[int], np.ndarray, list[list[str]], list[str]]]:
+        """Every stored row, `batch` at a time: (ids, a float32 matrix, labels, folders)."""
+        for rows in self._iterate(name, ["id", VECTOR_FIELD, "labels", "folder"], batch, f"read {name}"):
+            yield ([int(row["id"]) for row in rows],
+                   np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32),
+                   [[str(label) for label in row["labels"] or []] for row in rows],
+                   [str(row["folder"]) for row in rows])
+
+    def stored_ids(self, name: str, ids: Sequence[int]) -> set[int]:
+        """Which of `ids` the collection holds."""
+        if not ids or not self.has_collection(name):
+            return set()
+        rows = self._on_loaded(name, f"get from {name}", lambda: self.client.get(
+            name, ids=[int(i) for i in ids], output_fields=["id"], **self._read_options(name)))
+        return {int(row["id"]) for row in rows}
+
     def _iterate(self, name: str, fields: list[str], batch: int, operation: str) -> Iterator[list[dict[str, Any]]]:
         if not self.has_collection(name):
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from imgsearch import resources
+from imgsearch import collection, resources
 from imgsearch.settings import Settings, get_settings
 from search_app import api, openapi, seed
 from search_app.batching import QueryBatcher
@@ -46,6 +47,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await run_in_threadpool(opener)
         except Exception as error:  # noqa: BLE001 - start anyway; /health and 503s say it
             log.warning("%s unavailable at start: %s", name, error)
+    try:  # once, at start: where the embedded default ends
+        for line in await run_in_threadpool(collection.past_lite_limit, services.stores()):
+            print(line, file=sys.stderr, flush=True)
+    except Exception as error:  # noqa: BLE001 - a store that is down is reported above and by /health
+        log.debug("collection sizes not read at start: %s", error)
     try:
         yield
     finally:

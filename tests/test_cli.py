@@ -225,3 +225,43 @@ def test_index_into_another_encoders_collection_is_one_line(run, tmp_path: Path,
         "collection (--collection), or drop it (imgsearch drop) and index again to re-embed"]
     kept = run("index", str(tmp_path / "photos"), "--json", POOLING="avg", PRECISION="fp32")
     assert kept.returncode == 0 and json.loads(kept.stdout)["indexed"] == 2, kept.stderr
+
+
+def test_index_and_serve_warn_once_where_milvus_lite_ends(run, tmp_path: Path, photos: list[Photo]) -> None:  # type: ignore[no-untyped-def]
+    """Issue 24: past LITE_SEARCH_LIMIT images a Lite collection is past a 60 ms search; index and serve
+    say so in one line, naming the command that moves it. The catalog is filled directly (indexing
+    15,000 photos takes minutes): the sizes are the catalog's."""
+    from imgsearch.catalog import INDEXED, Catalog
+    from imgsearch.collection import LITE_SEARCH_LIMIT
+    from imgsearch.processes import free_port, wait_until_healthy
+
+    write_folder(tmp_path / "photos", photos, 3)
+    first = run("index", str(tmp_path / "photos"), "--collection", "lib")
+    assert first.returncode == 0 and "warning" not in first.stderr, first.stderr
+    catalog = Catalog(f"sqlite:///{tmp_path / 'data' / 'catalog.db'}")
+    for start in range(0, LITE_SEARCH_LIMIT, 5000):
+        catalog.upsert("lib", [{"id": 10**9 + n, "path": f"/big/{n}.jpg", "status": INDEXED, "labels": [],
+                                "folder": "/big"} for n in range(start, start + 5000)])
+    catalog.close()
+    again = run("index", str(tmp_path / "photos"), "--collection", "lib")
+    warnings = [line for line in again.stderr.splitlines() if "warning" in line]
+    assert again.returncode == 0 and len(warnings) == 1, again.stderr
+    assert f"holds {LITE_SEARCH_LIMIT + 3:,} images" in warnings[0]
+    assert "imgsearch migrate --collection lib --to http://" in warnings[0]
+
+    port = free_port()
+    server = subprocess.Popen([IMGSEARCH, "serve", "--port", str(port)], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "DATA_DIR": str(tmp_path / "data"), "PREFECT_HOME": str(tmp_path),
+                                   "MILVUS_URI": "", "DATABASE_URL": ""}, cwd=tmp_path)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/health", server, 120)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=60)
+    said = [line for line in stderr.splitlines() if "warning: collection" in line]
+    assert len(said) == 1 and "'lib'" in said[0] and "imgsearch migrate" in said[0], stderr[-800:]
+    from imgsearch.collection import Stores, past_lite_limit
+    from imgsearch.settings import load_settings
+
+    stores = Stores.open(load_settings(data_dir=tmp_path / "data", milvus_uri="", database_url=""))
+    assert past_lite_limit(stores, only="small") == [] and len(past_lite_limit(stores, only="lib")) == 1
