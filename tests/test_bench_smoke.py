@@ -99,3 +99,32 @@ def test_eval_compares_only_the_precisions_asked_for(tmp_path: Path) -> None:
     assert unknown.returncode == 2
     assert unknown.stderr.splitlines()[-1] == ("imgsearch eval: error: argument --precisions: unknown int4: "
                                                "use none or some of fp32, bf16, dynamic, int8")
+
+
+def test_the_scale_stage_grows_one_collection_and_measures_each_size(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`imgsearch bench --scale` at toy sizes on Milvus Lite: every figure of each size, the table and the
+    plot (the real sizes run in the bench, never here)."""
+    from benchmarks import scale
+
+    for name in ("MILVUS_URI", "DATABASE_URL", "MILVUS_HOST", "MYSQL_HOST", "DEFAULT_TABLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(scale, "BLOCK", 700)  # rows made and read back in several blocks
+    monkeypatch.setattr(scale, "QUERIES", 10)
+    monkeypatch.setattr(scale, "REQUESTS", 5)
+    report = scale.run([1000, 2000], ["lite"], tmp_path, real=40, say=lambda _: None)
+    by_size = report["backends"]["lite"]
+    assert list(by_size) == ["1000", "2000"]
+    for size, figures in by_size.items():
+        assert figures["images"] == int(size) and figures["insert"]["added"] == 1000
+        assert figures["milvus"]["recall_at_10"] == 1.0, "FLAT is exact"
+        assert figures["plan"]["to_index"] == int(size) // 100 and figures["plan"]["unchanged"] == int(size) * 99 // 100
+        assert figures["http"]["p50_ms"] > 0 and figures["duplicates_seconds"] > 0 and figures["export_seconds"] > 0
+        assert figures["peak_rss_mb"]["search app"] > 0 and figures["disk_bytes_per_image"] > 0
+    assert (tmp_path / "lite" / "rows.f32").stat().st_size == 2000 * 2048 * 4
+    assert "| lite FLAT | 2,000 |" in scale.render(report)
+    scale.plot(report, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert scale.parse_sizes("20k,1M,100000") == [20_000, 100_000, 1_000_000]
+    with pytest.raises(ValueError):
+        scale.parse_sizes("10")
