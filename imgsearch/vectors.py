@@ -1,11 +1,7 @@
 """The Milvus side: one collection per image collection, vectors keyed by image id.
 
-Index and metric per backend: vectors are L2-normalised, so inner product (IP)
-is cosine similarity. Milvus Lite gets an exact FLAT index by default (about
-40 ms a query at 20k vectors, measured; IVF_FLAT is about 14 ms but
-approximate, and Lite's HNSW rebuilds at every load: 50 s at 20k). A Milvus
-server gets HNSW (M=16, efConstruction=200, searched with ef=max(64, 2*top_k)).
-`MILVUS_INDEX` overrides the choice for new collections.
+Vectors are L2-normalised, so inner product (IP) is cosine similarity. Which index a
+collection gets, and the smaller one a server collection moves to as it grows: `vector_index`.
 
 Consistency: collections are created Strong, so a count or a reconcile listing right after a
 write is exact. Searches and reads by id (what a user waits for) ask a server for Session
@@ -34,6 +30,9 @@ import numpy as np
 from imgsearch import runtime
 from imgsearch.errors import Conflict, Unavailable, renamed
 from imgsearch.settings import is_lite_uri
+from imgsearch.vector_index import (
+    INDEX_PARAMS, INDEX_PROPERTY, default_index, grown_index, search_params,
+)
 from imgsearch.writer_lock import CollectionWriterLock
 
 T = TypeVar("T")
@@ -49,24 +48,6 @@ FOLDER_LENGTH = 4096
 READ_CONSISTENCY = "Session"
 # Ids fit in 53 bits so that they survive JSON in a browser (IEEE doubles).
 ID_BITS = 53
-
-
-INDEX_PARAMS: dict[str, dict[str, int]] = {
-    "HNSW": {"M": 16, "efConstruction": 200},
-    "IVF_FLAT": {"nlist": 128},
-    # A server indexes each sealed segment (at most 512 MB: ~60k of these vectors) on its own.
-    "IVF_SQ8": {"nlist": 1024},
-}
-
-
-def search_params(index_type: str, top_k: int) -> dict[str, int]:
-    if index_type == "HNSW":
-        return {"ef": max(64, 2 * top_k)}
-    if index_type == "IVF_FLAT":
-        return {"nprobe": 32}
-    if index_type == "IVF_SQ8":
-        return {"nprobe": 32}
-    return {}
 
 
 class VectorStoreError(Unavailable):
@@ -125,11 +106,12 @@ class VectorStore:
             if runtime.LITE_MEMTABLE_VARIABLE in reason:  # Lite refused its setting: nothing to reach
                 raise VectorStoreError(f"Milvus Lite at {uri}: {reason}") from None
             raise VectorStoreError(f"cannot reach Milvus at {uri}: {reason}") from None
-        self.index_type = index_type or ("FLAT" if self.is_lite else "HNSW")
+        self.index_type = index_type or default_index(self.is_lite)
+        self.index_chosen = bool(index_type)  # by MILVUS_INDEX: then a grown collection keeps it
         # Milvus Lite's engine takes one writer per collection at a time.
         self._writer = CollectionWriterLock(uri) if self.is_lite else None
         self._ready: set[str] = set()
-        self._index_types: dict[str, str] = {}
+        self._index_types: dict[str, tuple[str, float]] = {}  # collection -> (index type, when asked)
         self._encoders: dict[str, tuple[str, float]] = {}  # collection -> (checked encoder, when)
         self._deleted_from: set[str] = set()  # collections whose next read asks for Strong
         self._lock = threading.Lock()
@@ -198,14 +180,17 @@ class VectorStore:
             max_capacity=MAX_LABELS, max_length=LABEL_LENGTH,
         )
         schema.add_field("folder", DataType.VARCHAR, max_length=FOLDER_LENGTH)
-        index = self.client.prepare_index_params()
-        index.add_index(VECTOR_FIELD, index_type=self.index_type, metric_type="IP",
-                        params=INDEX_PARAMS.get(self.index_type, {}))
+        index = self._index_params(self.index_type)
         properties = {ENCODER_PROPERTY: encoder} if encoder else {}
         self.client.create_collection(name, schema=schema, consistency_level="Strong", properties=properties)
         # Milvus Lite lacks the AllocTimestamp call that pymilvus' index wait uses;
         # its FLAT index is ready at once, so Lite does not wait.
         self.client.create_index(name, index, sync=not self.is_lite)
+
+    def _index_params(self, index_type: str) -> Any:
+        index = self.client.prepare_index_params()
+        index.add_index(VECTOR_FIELD, index_type=index_type, metric_type="IP", params=INDEX_PARAMS.get(index_type, {}))
+        return index
 
     def exists(self, name: str) -> bool:
         """`has_collection`, answered from memory once the collection is known."""
@@ -226,15 +211,43 @@ class VectorStore:
         self._index_types.pop(name, None)
         self._encoders.pop(name, None)
 
-    def seal(self, name: str) -> None:
-        """Write Milvus Lite's memtable of `name` into a segment with its index. Lite searches
-        rows still in the memtable one by one: 174 ms a query at 2,000 rows, 4.4 ms sealed
-        (BENCHMARKS), and it seals only every 16 MB. A Milvus server indexes its growing
-        segments itself and rate-limits flush, so there is nothing to do."""
-        if not self.is_lite or not self.has_collection(name):
-            return
+    def seal(self, name: str) -> str | None:
+        """After a run's writes. Milvus Lite: write the memtable of `name` into a segment with its
+        index (Lite searches rows still in the memtable one by one: 174 ms a query at 2,000 rows,
+        4.4 ms sealed, BENCHMARKS; it seals only every 16 MB). A Milvus server indexes its growing
+        segments itself and rate-limits flush; there a collection that has grown past its default
+        index is rebuilt with the smaller one (`vector_index`). Returns what was rebuilt."""
+        if not self.has_collection(name):
+            return None
+        if not self.is_lite:
+            return self._grow_index(name)
         with self._writing(name), _errors(self.uri, f"seal {name}"):
             self.client.flush(name)
+        return None
+
+    def _grow_index(self, name: str) -> str | None:
+        current = self._index_of(name, fresh=True)
+        count = self.count(name)
+        grown = grown_index(current, count, is_lite=self.is_lite, chosen=self.index_chosen)
+        if grown is None:
+            return None
+        index = self._index_params(grown)
+        note = f"{grown} {INDEX_PARAMS[grown]} (was {current}; rebuilt at {count:,} vectors)"
+        with _errors(self.uri, f"rebuild the index of {name} as {grown}"):
+            self.client.flush(name)
+            self.client.release_collection(name)
+            self.client.drop_index(name, VECTOR_FIELD)
+            self.client.create_index(name, index, sync=True)
+            self.client.alter_collection_properties(name, properties={INDEX_PROPERTY: note})
+            self.client.load_collection(name)
+        self._index_types[name] = (grown, time.monotonic())
+        return note
+
+    def recorded_index(self, name: str) -> str | None:
+        """What a rebuild recorded with the collection (None: it has the index it was made with)."""
+        with _errors(self.uri, f"describe collection {name}"):
+            properties = self.client.describe_collection(name).get("properties") or {}
+        return properties.get(INDEX_PROPERTY)
 
     # -- rows --------------------------------------------------------------
     def upsert(
@@ -375,13 +388,16 @@ class VectorStore:
         with _errors(self.uri, operation):
             return call()
 
-    def _index_of(self, name: str) -> str:
-        """The index type the collection was created with (it may predate a settings change)."""
-        if name not in self._index_types:
+    def _index_of(self, name: str, fresh: bool = False) -> str:
+        """The collection's index type (it may predate a settings change), asked again after
+        ENCODER_CHECK_SECONDS: another process may have rebuilt it as it grew."""
+        known = self._index_types.get(name)
+        if fresh or known is None or time.monotonic() - known[1] >= ENCODER_CHECK_SECONDS:
             with _errors(self.uri, f"describe the index of {name}"):
                 described = self.client.describe_index(name, VECTOR_FIELD)
-            self._index_types[name] = str(described.get("index_type", self.index_type))
-        return self._index_types[name]
+            known = (str(described.get("index_type", self.index_type)), time.monotonic())
+            self._index_types[name] = known
+        return known[0]
 
     def ping(self, timeout: float = 3.0) -> None:
         with _errors(self.uri, "reach Milvus"):

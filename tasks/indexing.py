@@ -156,8 +156,11 @@ def index_chunk(images: list[FoundImage], collection: str, number: int, of: int,
 
 @task(name="seal-vectors", cache_policy=NONE, retries=2, retry_delay_seconds=[2.0, 10.0])
 def seal_vectors(collection: str) -> None:
-    """After a run's writes: Milvus Lite searches what it has not sealed row by row."""
-    stores.vector_store().seal(collection)
+    """After a run's writes: Milvus Lite searches what it has not sealed row by row; a server
+    collection that has grown past its default index gets the smaller one."""
+    rebuilt = stores.vector_store().seal(collection)
+    if rebuilt:
+        get_run_logger().info("the index of %s was rebuilt as %s", collection, rebuilt)
 
 
 @task(name="count-pending", cache_policy=NONE, retries=2, retry_delay_seconds=[2.0, 10.0])

@@ -225,3 +225,34 @@ def test_searches_and_reads_see_this_process_writes_at_once(any_milvus: str) -> 
         store.delete(name, [1004 + n])
         assert store.vectors(name, [1004 + n]) == {}, f"delete {n} not yet seen by a read"
     store.drop(name)
+
+
+@pytest.mark.parametrize("server", ["milvus-standalone"])
+def test_a_server_collection_that_grows_gets_the_smaller_index_by_its_seal(
+        server: str, milvus_standalone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24: past GROW_TO_SQ8_AT a default (HNSW) server collection is rebuilt as IVF_SQ8 by the seal
+    that ends an index run, records it, and still answers; one given MILVUS_INDEX, or smaller, keeps its own."""
+    monkeypatch.setattr("imgsearch.vector_index.GROW_TO_SQ8_AT", 2000)
+    store, chosen = VectorStore(milvus_standalone), VectorStore(milvus_standalone, index_type="HNSW")
+    watcher = VectorStore(milvus_standalone)  # another process' view, e.g. the search app
+    names = {"grows": store, "small": store, "chosen": chosen}
+    for name, owner in names.items():
+        owner.drop(name)
+        rows = 1500 if name == "small" else 2500
+        for start in range(0, rows, 500):
+            owner.upsert(name, list(range(start, start + 500)), unit(500, seed=start), [["x"]] * 500, ["/f"] * 500)
+    assert watcher._index_of("grows") == "HNSW"
+    assert store.seal("small") is None and chosen.seal("chosen") is None
+    rebuilt = store.seal("grows")
+    assert rebuilt is not None and rebuilt.startswith("IVF_SQ8") and "was HNSW" in rebuilt
+    assert store.recorded_index("grows") == rebuilt and store.recorded_index("small") is None
+    described = {name: store.client.describe_index(name, "vector")["index_type"] for name in names}
+    assert described == {"grows": "IVF_SQ8", "small": "HNSW", "chosen": "HNSW"}
+    assert store.seal("grows") is None, "rebuilt once"
+    monkeypatch.setattr("imgsearch.vectors.ENCODER_CHECK_SECONDS", 0.0)
+    assert watcher._index_of("grows") == "IVF_SQ8", "another process sees the rebuild"
+    for start in (0, 1000, 2000):
+        vectors = unit(500, seed=start)[:3]
+        assert [hits[0].id for hits in watcher.search("grows", vectors, 5)] == [start, start + 1, start + 2]
+    for name, owner in names.items():
+        owner.drop(name)
