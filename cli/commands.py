@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 from imgsearch.decode import EXTENSIONS
 from imgsearch.discover import DiscoveryError, canonical_path, discover
 from imgsearch.errors import NotFound, UsageError
+from imgsearch.progress import Progress
 from imgsearch.settings import Settings, check_collection_name, get_settings
 
 if TYPE_CHECKING:
@@ -37,6 +40,21 @@ def answer(as_json: bool, figures: object, line: str) -> int:
     else:
         print(line)
     return 0
+
+
+@contextmanager
+def progress_bar(show: bool) -> Iterator[Progress]:
+    """A progress bar on the terminal while the block runs, fed (stage, done, total); gone when it
+    ends. Without `show` (--json, or no terminal) a callback that does nothing."""
+    if not show:
+        yield lambda _stage, _done, _total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task_id = bar.add_task("", total=None)
+        yield lambda stage, done, total: bar.update(task_id, description=stage, completed=done, total=total)
 
 
 def _collection(arguments: argparse.Namespace) -> str:
@@ -204,17 +222,9 @@ def duplicates(arguments: argparse.Namespace) -> int:
 
     name, both = _collection(arguments), _stores()
     min_score = DEFAULT_MIN_SCORE if arguments.min_score is None else arguments.min_score
-    if arguments.json or not sys.stderr.isatty():
-        groups = duplicate_groups(name, both.vectors, both.catalog, min_score)
-    else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        # Stages in turn: reading vectors, then (past 20,000) learning lists and partitioning, comparing.
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      transient=True) as bar:
-            task_id = bar.add_task("reading vectors", total=None)
-            groups = duplicate_groups(name, both.vectors, both.catalog, min_score, progress=lambda stage, done, total:
-                                      bar.update(task_id, description=stage, completed=done, total=total))
+    # Stages in turn: reading vectors, then (past 20,000) learning lists and partitioning, comparing.
+    with progress_bar(not arguments.json and sys.stderr.isatty()) as progress:
+        groups = duplicate_groups(name, both.vectors, both.catalog, min_score, progress=progress)
     if arguments.json:
         print_json({"collection": name, "min_score": min_score, "groups": [g.as_dict() for g in groups]})
         return 0
@@ -249,17 +259,9 @@ def migrate(arguments: argparse.Namespace) -> int:
     target_vectors = (VectorStore(arguments.to, current.milvus_token, current.vector_dimension, current.milvus_index)
                       if arguments.to else None)
     target_catalog = Catalog(arguments.catalog_to) if arguments.catalog_to else None
-    if arguments.json or not sys.stderr.isatty():
-        done = migrate_collection(name, both.vectors, both.catalog, target_vectors, target_catalog)
-    else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      transient=True) as bar:
-            task_id = bar.add_task("vectors", total=None)
-            done = migrate_collection(name, both.vectors, both.catalog, target_vectors, target_catalog,
-                                      progress=lambda what, number, total: bar.update(
-                                          task_id, description=what, completed=number, total=total))
+    with progress_bar(not arguments.json and sys.stderr.isatty()) as progress:
+        done = migrate_collection(name, both.vectors, both.catalog, target_vectors, target_catalog,
+                                  progress=progress)
     moved = []
     if target_vectors is not None:
         moved.append(f"{done.vectors:,} vectors ({done.vectors_copied:,} copied, {done.vectors_present:,} there "

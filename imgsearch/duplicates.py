@@ -19,7 +19,8 @@ import numpy as np
 
 from imgsearch.catalog import INDEXED, Catalog, ImageRecord
 from imgsearch.errors import BadInput, NotFound
-from imgsearch.near_pairs import EXACT_UP_TO, Progress, TooManyPairs, similar_pairs
+from imgsearch.near_pairs import EXACT_UP_TO, TooManyPairs, similar_pairs
+from imgsearch.progress import Progress, quiet
 from imgsearch.vectors import VectorStore
 
 # Chosen by measurement (BENCHMARKS.md, "Duplicate groups", and again for GeM in "Pooling"): the
@@ -66,12 +67,9 @@ def check_min_score(min_score: float) -> float:
     return min_score
 
 
-def _quiet(_stage: str, _done: int, _total: int) -> None:
-    return None
-
 
 def duplicate_groups(collection: str, vectors: VectorStore, catalog: Catalog,
-                     min_score: float = DEFAULT_MIN_SCORE, progress: Progress = _quiet,
+                     min_score: float = DEFAULT_MIN_SCORE, progress: Progress = quiet,
                      exact_up_to: int = EXACT_UP_TO) -> list[DuplicateGroup]:
     """Every group of at least two indexed images linked by similarity >= `min_score`,
     the largest groups first, then the closest. `progress(stage, done, total)` is told as

@@ -16,7 +16,6 @@ the top 10; each finds itself first in the target).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,14 +23,11 @@ import numpy as np
 from imgsearch import failpoints
 from imgsearch.catalog import Catalog
 from imgsearch.errors import BadInput, Conflict, NotFound
+from imgsearch.progress import Progress, quiet
 from imgsearch.vectors import VectorStore
 
 SAMPLE = 20  # stored vectors searched in both, to compare the answers
-Progress = Callable[[str, int, int], None]  # (what, done, total)
 
-
-def _quiet(_what: str, _done: int, _total: int) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ class Migration:
 
 def migrate_collection(collection: str, source_vectors: VectorStore, source_catalog: Catalog,
                        target_vectors: VectorStore | None = None, target_catalog: Catalog | None = None,
-                       batch: int = 1000, progress: Progress = _quiet) -> Migration:
+                       batch: int = 1000, progress: Progress = quiet) -> Migration:
     """Copy `collection`'s vectors to `target_vectors` and/or its records to `target_catalog`."""
     if target_vectors is None and target_catalog is None:
         raise BadInput("nothing to move: name a Milvus (--to) or a catalog (--catalog-to), or both")

@@ -19,9 +19,9 @@ BLOCK × (a list's size) scores are held at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+
+from imgsearch.progress import Progress, quiet
 
 EXACT_UP_TO = 20_000
 PROBES = 4  # lists each row joins (the module's docstring says why)
@@ -30,18 +30,14 @@ SAMPLE_PER_LIST = 40  # k-means learns from this many rows per centroid (at most
 ITERATIONS = 8
 ASSIGN_BLOCK = 8192
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
-
-def _quiet(_stage: str, _done: int, _total: int) -> None:
-    return None
 
 
 class TooManyPairs(Exception):
     """More than `limit` pairs: the threshold finds similar photos, not copies."""
 
 
-def similar_pairs(rows: np.ndarray, min_score: float, limit: int, progress: Progress = _quiet,
+def similar_pairs(rows: np.ndarray, min_score: float, limit: int, progress: Progress = quiet,
                   exact_up_to: int = EXACT_UP_TO, seed: int = 0) -> list[tuple[int, int]]:
     """(i, j) with i < j and rows[i] · rows[j] >= min_score: every such pair up to `exact_up_to`
     rows, nearly every one beyond (see the module's docstring)."""
@@ -89,7 +85,7 @@ def _partitioned(rows: np.ndarray, min_score: float, limit: int, progress: Progr
 
 
 def learn_centroids(rows: np.ndarray, lists: int, rng: np.random.Generator,
-                    progress: Progress = _quiet) -> np.ndarray:
+                    progress: Progress = quiet) -> np.ndarray:
     """Spherical k-means (unit centroids, assignment by inner product) on a sample of the rows."""
     lists = max(1, min(lists, len(rows)))
     chosen = np.sort(rng.choice(len(rows), size=min(len(rows), SAMPLE_PER_LIST * lists), replace=False))
@@ -111,7 +107,7 @@ def learn_centroids(rows: np.ndarray, lists: int, rng: np.random.Generator,
     return centroids.astype(np.float32)
 
 
-def assign(rows: np.ndarray, centroids: np.ndarray, probes: int, progress: Progress = _quiet) -> np.ndarray:
+def assign(rows: np.ndarray, centroids: np.ndarray, probes: int, progress: Progress = quiet) -> np.ndarray:
     """Each row's `probes` nearest centroids by inner product, ASSIGN_BLOCK rows at a time."""
     probes = min(probes, len(centroids))
     nearest = np.empty((len(rows), probes), dtype=np.int64)

@@ -138,9 +138,11 @@ class VectorStore:
     def recorded_encoder(self, name: str) -> str | None:
         """The encoder recorded with the collection when it was created (None: made before
         collections recorded it)."""
+        return self._properties(name).get(ENCODER_PROPERTY)
+
+    def _properties(self, name: str) -> dict[str, str]:
         with _errors(self.uri, f"describe collection {name}"):
-            properties = self.client.describe_collection(name).get("properties") or {}
-        return properties.get(ENCODER_PROPERTY)
+            return dict(self.client.describe_collection(name).get("properties") or {})
 
     def check_encoder(self, name: str, encoder: str) -> None:
         """Refuse to mix vectors of two encoders in one collection (EncoderMismatch). A
@@ -245,9 +247,7 @@ class VectorStore:
 
     def recorded_index(self, name: str) -> str | None:
         """What a rebuild recorded with the collection (None: it has the index it was made with)."""
-        with _errors(self.uri, f"describe collection {name}"):
-            properties = self.client.describe_collection(name).get("properties") or {}
-        return properties.get(INDEX_PROPERTY)
+        return self._properties(name).get(INDEX_PROPERTY)
 
     # -- rows --------------------------------------------------------------
     def upsert(
