@@ -49,10 +49,13 @@ def progress_bar(show: bool) -> Iterator[Progress]:
     if not show:
         yield lambda _stage, _done, _total: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True) as bar:
+    # On stderr, the terminal `show` was decided by: stdout may be a file the answer goes to.
+    with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+             console=Console(stderr=True), transient=True) as bar:
         task_id = bar.add_task("", total=None)
         yield lambda stage, done, total: bar.update(task_id, description=stage, completed=done, total=total)
 
