@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgsearch.errors import BadInput
 from imgsearch.progress import Progress, quiet
 
 EXACT_UP_TO = 20_000
@@ -33,8 +34,11 @@ ASSIGN_BLOCK = 8192
 
 
 
-class TooManyPairs(Exception):
+class TooManyPairs(BadInput):
     """More than `limit` pairs: the threshold finds similar photos, not copies."""
+
+    def __init__(self, found: int) -> None:
+        super().__init__(f"more than {found - 1:,} similar pairs: raise the threshold to find copies")
 
 
 def similar_pairs(rows: np.ndarray, min_score: float, limit: int, progress: Progress = quiet,
