@@ -312,6 +312,22 @@ def run_scale(sizes: list[int], backends: list[str], workdir: Path | None, json_
     return report
 
 
+def run_watch(quick: bool, smoke: bool, workdir: Path | None, json_path: Path | None) -> dict[str, Any]:
+    """The watch stage alone (`imgsearch bench --watch`): copy -> searchable, a burst, idle cost."""
+    from benchmarks import watch
+
+    root = workdir or Path(tempfile.mkdtemp(prefix="imgsearch-watch-"))
+    root.mkdir(parents=True, exist_ok=True)
+    say = lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True)
+    sizes = (2, 8, 200) if smoke else (5, 100, 10_000) if quick else (watch.SINGLES, watch.BURST, watch.TREE_FILES)
+    report = watch.run(root, *sizes, say=say, idle_seconds=3 if smoke else watch.IDLE_SECONDS)
+    report.update(cpu=cpu_model(), cores=os.cpu_count())
+    print(watch.render(report))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2))
+    return report
+
+
 def render(report: dict[str, Any]) -> str:
     a, b, c, d, e = (report[k] for k in ("a_model", "b_seed", "c_index", "d_rerun", "e_search"))
     r = report["ratios"]

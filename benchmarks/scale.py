@@ -16,6 +16,7 @@ time for exact search, so this process' memory does not grow with N.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import statistics
@@ -458,7 +459,7 @@ def settled(f: dict[str, Any]) -> str:
     if "settle_seconds" in f:
         return f"{f['settle_seconds']:.1f} s"
     searchable, quiet = f["settle"]["searchable_seconds"], f["settle"]["quiet_seconds"]
-    if quiet != quiet:  # NaN
+    if math.isnan(quiet):
         return f"{searchable:.1f} s (still compacting after {QUIET_WITHIN // 60} min)"
     return f"{searchable:.1f} s" + (f" (quiet after {quiet:.0f} s)" if quiet - searchable > 1 else "")
 

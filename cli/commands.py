@@ -334,8 +334,19 @@ def up(arguments: argparse.Namespace) -> int:
 
     current = settings()
     find_weights(current.cache_dir, current.weights)
+    from cli.watch import check_roots
+
     return start_stack(current.data_dir, arguments.prefect_port, arguments.milvus_port, arguments.port,
-                       arguments.sync_path, arguments.detach)
+                       arguments.sync_path, arguments.detach, check_roots(arguments.watch))
+
+
+def watch(arguments: argparse.Namespace) -> int:
+    from cli.watch import watch as follow
+    from imgsearch.weights import find_weights
+
+    current = settings()
+    find_weights(current.cache_dir, current.weights)
+    return follow(arguments.paths, _collection(arguments), arguments.poll)
 
 
 def down(arguments: argparse.Namespace) -> int:
@@ -360,6 +371,11 @@ def deploy(arguments: argparse.Namespace) -> int:
 
 
 def bench(arguments: argparse.Namespace) -> int:
+    if arguments.watch:
+        from benchmarks.bench import run_watch
+
+        run_watch(arguments.quick, arguments.smoke, arguments.workdir, arguments.json_file)
+        return 0
     if arguments.scale:
         from benchmarks.bench import run_scale
 

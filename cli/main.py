@@ -202,12 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive, default=1,
                        help="processes; more than 1 needs a Milvus server (MILVUS_URI=http://...)")
 
+    watch = command("watch", run.watch,
+                    "Index what changes under each PATH within seconds: catch up, then follow file events.")
+    watch.add_argument("paths", nargs="+", metavar="PATH", help="a folder to watch (its subfolders too)")
+    watch.add_argument("--poll", type=_seconds, default=None, metavar="SECONDS",
+                       help="walk the trees every SECONDS instead of inotify events (network file systems)")
+    _collection(watch)
+
     up = command("up", run.up, "Start the local stack: Prefect server, Milvus, search app, deployment runner.")
     up.add_argument("--detach", action="store_true", help="return once started; `imgsearch down` stops it")
     up.add_argument("--prefect-port", type=_port, default=4200)
     up.add_argument("--milvus-port", type=_port, default=19530)
     up.add_argument("--port", type=_port, default=5000, help="the search app")
     up.add_argument("--sync-path", default=None, help="folder the scheduled sync keeps (default: SYNC_PATH)")
+    up.add_argument("--watch", action="append", default=[], metavar="PATH",
+                    help="also run `imgsearch watch` on this folder (repeatable): changes searchable in seconds")
     command("down", run.down, "Stop a stack started with `imgsearch up --detach`.")
 
     deploy = command("deploy", run.deploy, "Serve the index, sync and reconcile deployments (Prefect runner).")
@@ -228,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --scale: lite (the embedded default), standalone (a Milvus server "
                             "the bench starts; needs ./setup.sh --test); default both")
     bench.add_argument("--plot", type=Path, default=None, metavar="PNG", help="with --scale: the log-log plot")
+    bench.add_argument("--watch", action="store_true",
+                       help="only the watch stage: `up --watch`, copy -> own top hit, a burst, idle cost")
 
     evaluate = command("eval", run.evaluate, "Measure retrieval quality on a labelled folder or VOC tree.")
     evaluate.add_argument("path")
@@ -258,6 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _collection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collection", default=None, help="default: DEFAULT_TABLE")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError("must be from 0.1 to 3600 seconds")
+    return value
 
 
 def _positive(text: str) -> int:

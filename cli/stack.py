@@ -1,7 +1,7 @@
 """`imgsearch up` / `down`: the local stack on loopback, started and stopped in order.
 
 Prefect server (UI) -> milvus-lite server (so several processes share the
-data directory) -> search app -> deployment runner. Each runs in its own
+data directory) -> search app -> deployment runner -> folder watcher (`--watch`). Each runs in its own
 process group with its log under DATA_DIR/logs; stopping sends SIGTERM to each
 group in reverse order, then SIGKILL to whatever is left.
 """
@@ -53,7 +53,7 @@ class Service:
 
 
 def services(data_dir: Path, prefect_port: int, milvus_port: int, app_port: int,
-             sync_path: str | None) -> list[Service]:
+             sync_path: str | None, watch_paths: list[str] | None = None) -> list[Service]:
     shared = {"PREFECT_API_URL": f"http://{HOST}:{prefect_port}/api",
               "MILVUS_URI": f"http://{HOST}:{milvus_port}", "DATA_DIR": str(data_dir),
               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -70,7 +70,7 @@ def services(data_dir: Path, prefect_port: int, milvus_port: int, app_port: int,
                 f"http://{HOST}:{app_port}/health", shared),
         # Ready once every deployment is registered (the runner registers them one by one).
         Service("runner", runner, f"deployments:http://{HOST}:{prefect_port}/api", shared),
-    ]
+    ] + ([Service("watch", [str(BIN / "imgsearch"), "watch", *watch_paths], None, shared)] if watch_paths else [])
 
 
 def deployments_registered(api: str) -> bool:
@@ -219,7 +219,7 @@ def _group_alive(group: int) -> bool:
 
 
 def up(data_dir: Path, prefect_port: int, milvus_port: int, app_port: int, sync_path: str | None,
-       detach: bool) -> int:
+       detach: bool, watch_paths: list[str] | None = None) -> int:
     data_dir = data_dir.resolve()
     if state_file(data_dir).exists():
         raise StackError(f"a stack seems to run already ({state_file(data_dir)}); `imgsearch down` first")
@@ -235,7 +235,8 @@ def up(data_dir: Path, prefect_port: int, milvus_port: int, app_port: int, sync_
     started: dict[str, int] = {}
     left_running = False
     try:
-        start(services(data_dir, prefect_port, milvus_port, app_port, sync_path), data_dir, started, interrupts)
+        start(services(data_dir, prefect_port, milvus_port, app_port, sync_path, watch_paths), data_dir, started,
+              interrupts)
         print(f"Prefect UI     http://{HOST}:{prefect_port}\n"
               f"search page    http://{HOST}:{app_port}/   (API docs /docs)\n"
               f"Milvus         http://{HOST}:{milvus_port}\n"

@@ -37,7 +37,7 @@ def seal_or_warn(collection: str) -> None:
 def _run_name() -> str:
     parameters = flow_run.parameters
     collection = parameters.get("collection") or get_settings().default_table
-    return run_name("index", str(parameters["path"]), collection)
+    return run_name("index", str(parameters["path"]), collection, changed=len(parameters.get("only") or ()))
 
 
 @flow(
@@ -54,12 +54,14 @@ def index_images(
     chunk_size: int | None = None,
     retries: int = 3,
     retry_delay_seconds: float = 2.0,
+    only: list[str] | None = None,
 ) -> IndexSummary:
-    """Index every image under `path` into `collection`; return the run's summary."""
+    """Index every image under `path` (or, from a watcher, those among the changed paths `only`
+    under it) into `collection`; return the run's summary."""
     started = time.perf_counter()
     settings = get_settings()
     collection = check_collection_name(collection or settings.default_table)
-    discovery = discover_images(path)
+    discovery = discover_images(path, only)
     plan = plan_index(discovery, collection, chunk_size or settings.chunk_size)
     progress = Progress(collection, plan.total, done=plan.unchanged)
     write_limited = False

@@ -20,22 +20,25 @@ from tasks.sync import find_divergence, remove_gone_files, repair_without_model
 def _sync_name() -> str:
     parameters = flow_run.parameters
     collection = parameters.get("collection") or get_settings().default_table
-    return run_name("sync", str(parameters["path"]), collection)
+    return run_name("watch" if parameters.get("only") else "sync", str(parameters["path"]), collection,
+                    changed=len(parameters.get("only") or ()))
 
 
 @flow(name="sync-folder", flow_run_name=_sync_name)
 def sync_folder(
     path: str, collection: str | None = None, chunk_size: int | None = None,
-    retries: int = 3, retry_delay_seconds: float = 2.0,
+    retries: int = 3, retry_delay_seconds: float = 2.0, only: list[str] | None = None,
 ) -> dict[str, object]:
-    """Index new and changed files (moved ones reuse their vector), then remove gone ones."""
+    """Index new and changed files (moved ones reuse their vector), then remove gone ones: under
+    `path`, or (a watcher's batch) at or below the changed paths `only` under it."""
     collection = check_collection_name(collection or get_settings().default_table)
     indexed = index_images(path=path, collection=collection, chunk_size=chunk_size, retries=retries,
-                           retry_delay_seconds=retry_delay_seconds)
-    figures = {**indexed.figures(), "removed": remove_gone_files(path, collection)}
+                           retry_delay_seconds=retry_delay_seconds, only=only)
+    figures = {**indexed.figures(), "removed": remove_gone_files(path, collection, only)}
+    what = f"{len(only)} changed paths under {path}" if only else path
     create_table_artifact([{"metric": k, "value": v} for k, v in figures.items()],
                           key=artifact_key("sync-summary", collection),
-                          description=f"Sync of {path} into {collection}")
+                          description=f"Sync of {what} into {collection}")
     return figures
 
 

@@ -190,14 +190,19 @@ class Catalog:
                     .values(changes)
                 )
 
-    def known(self, collection: str) -> dict[str, Known]:
-        """Every path of a collection with its size, mtime, sha256 and status."""
-        query = select(ImageRecord.path, ImageRecord.id, ImageRecord.size, ImageRecord.mtime,
-                       ImageRecord.sha256, ImageRecord.status
-                       ).where(ImageRecord.collection == collection)
+    def known(self, collection: str, paths: Sequence[str] | None = None) -> dict[str, Known]:
+        """Every path of a collection (or those of `paths`) with its size, mtime, sha256 and status."""
+        columns = (ImageRecord.path, ImageRecord.id, ImageRecord.size, ImageRecord.mtime,
+                   ImageRecord.sha256, ImageRecord.status)
+        queries = [select(*columns).where(ImageRecord.collection == collection)] if paths is None else [
+            select(*columns).where(ImageRecord.collection == collection, ImageRecord.path.in_(part))
+            for part in _parts(sorted(set(paths)))]
+        found: dict[str, Known] = {}
         with _errors(self.where, "read records"), self.engine.connect() as connection:
-            return {row.path: Known(row.id, row.size, row.mtime, row.sha256, row.status)
-                    for row in connection.execute(query)}
+            for query in queries:
+                found.update((row.path, Known(row.id, row.size, row.mtime, row.sha256, row.status))
+                             for row in connection.execute(query))
+        return found
 
     def indexed_by_sha256(self, collection: str, digests: Iterable[str]) -> dict[str, int]:
         """For each digest an indexed image of this collection has, one such image's id.

@@ -40,6 +40,9 @@ class Discovery:
     problems: list[Problem] = field(default_factory=list)
     ignored: int = 0  # files that are not images by their name (annotations, text, ...)
     voc: bool = False
+    # The paths under `root` this discovery was narrowed to (a watcher's changed files and
+    # folders); empty when it covers all of `root`.
+    only: tuple[str, ...] = ()
 
 
 class DiscoveryError(BadInput):
@@ -99,13 +102,53 @@ def discover(root: str | os.PathLike[str]) -> Discovery:
                 if real in seen_files:
                     continue
                 seen_files.add(real)
-                if annotations is not None:
-                    labels = _voc_labels(annotations / (Path(entry.name).stem + ".xml"))
-                else:
-                    labels = _folder_label(real)
-                _add(found, real, labels)
+                _add(found, real, _labels(real, entry.name, annotations))
     found.images.sort(key=lambda image: image.path)
     return found
+
+
+def discover_changed(root: str | os.PathLike[str], paths: list[str]) -> Discovery:
+    """The images among `paths` (files, and folders walked whole) under `root`, labelled as
+    `discover(root)` labels them. Paths that are gone or not images are left out: what is
+    gone is the sync's to remove, by `only`."""
+    top = canonical_path(root)
+    found = Discovery(root=top, only=tuple(sorted({os.path.abspath(path) for path in paths})))
+    seen: set[str] = set()
+    for path in found.only:
+        if not _within(path, top) or not os.path.exists(path):
+            continue
+        if os.path.isdir(path):
+            part = discover(path)
+            found.problems += part.problems
+            found.ignored += part.ignored
+            found.voc = found.voc or part.voc
+            images = part.images
+        elif is_image_name(path):
+            real = canonical_path(path)
+            folder = os.path.dirname(real)
+            single = Discovery(root=real)
+            _add(single, real, _labels(real, os.path.basename(real), _voc_annotations(folder)))
+            found.problems += single.problems
+            images = single.images
+        else:
+            found.ignored += 1
+            continue
+        for image in images:
+            if image.path not in seen:
+                seen.add(image.path)
+                found.images.append(image)
+    found.images.sort(key=lambda image: image.path)
+    return found
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _labels(path: str, name: str, annotations: Path | None) -> tuple[str, ...]:
+    if annotations is not None:
+        return _voc_labels(annotations / (Path(name).stem + ".xml"))
+    return _folder_label(path)
 
 
 def _add(found: Discovery, path: str, labels: tuple[str, ...]) -> None:

@@ -6,7 +6,7 @@ flush: a power cut or the OOM killer) the N-th time it reaches the point NAME
 Ctrl-C, a `kill`, at exactly that point). Unset, as in production, a point costs
 one dict lookup. The points: `between-stores` - a chunk's vectors are in Milvus,
 its catalog rows still say `pending`; `export-batch` - an export wrote a batch,
-its files are not complete.
+its files are not complete; `watch-batch` - a watcher took a batch of changes, its run has not begun.
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ def plan_index(
     Small runs get smaller chunks (whole batches, at least `min_chunks` of
     them) so that chunks still overlap and progress moves.
     """
-    known = catalog.known(collection)
+    # A watcher's batch (`discovery.only`) reads the records of its own files, not the collection's.
+    known = catalog.known(collection, [image.path for image in discovery.images] if discovery.only else None)
     repaired = _finish_deletes(catalog, vectors, collection)
     todo: list[FoundImage] = []
     unchanged = 0

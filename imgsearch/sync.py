@@ -15,23 +15,26 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from imgsearch.catalog import DELETING, INDEXED, PENDING, Catalog
+from imgsearch.catalog import DELETING, INDEXED, PENDING, Catalog, ImageRecord
 from imgsearch.discover import Discovery, FoundImage, discover
 from imgsearch.indexing import delete_images
 from imgsearch.vectors import VectorStore, image_id
 
 
-def gone_ids(discovery: Discovery, catalog: Catalog, collection: str) -> list[int]:
+def gone_records(discovery: Discovery, catalog: Catalog, collection: str) -> list[ImageRecord]:
     """Rows under the synced folder whose file was not found on disk this time.
 
     A file that exists but could not be read this time (a problem) is kept:
     a passing permission or I/O error must not delete a user's index entry.
+    A narrowed discovery (a watcher's batch) looks only at the records at or below its paths.
     """
     present = {image.path for image in discovery.images}
     troubled = {problem.path for problem in discovery.problems}
+    records = {record.id: record for prefix in (discovery.only or (discovery.root,))
+               for record in catalog.under_path(collection, prefix)}
     return [
-        record.id
-        for record in catalog.under_path(collection, discovery.root)
+        record
+        for record in records.values()
         if record.path not in present and record.path not in troubled and not os.path.exists(record.path)
     ]
 

@@ -98,7 +98,11 @@ class VectorStore:
         if embedded:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.client = MilvusClient(uri=uri, token=token, timeout=10)
+            # pymilvus pings an idle connection every 10 s; Milvus Lite's gRPC server allows one in 5
+            # minutes and answers with GOAWAY "too_many_pings", which gRPC prints on the terminal of
+            # every long-lived process (watch, serve). Pings stay on while calls are in flight.
+            self.client = MilvusClient(uri=uri, token=token, timeout=10,
+                                       grpc_options={"grpc.keepalive_permit_without_calls": False})
             # A `milvus-lite server` is Milvus Lite behind a URL: it gets Lite's choices.
             self.is_lite = embedded or str(self.client.get_server_version()).startswith("milvus_lite")
         except Exception as error:  # noqa: BLE001 - pymilvus raises many kinds

@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 
 from imgsearch import indexing
 from imgsearch.catalog import PENDING
-from imgsearch.discover import Discovery, FoundImage, discover
+from imgsearch.discover import Discovery, FoundImage, discover, discover_changed
 from imgsearch.errors import ImgsearchError
 from imgsearch.indexing import ChunkReport, Plan
 from imgsearch.summary import FAILURES_SHOWN, IndexSummary
@@ -55,10 +55,11 @@ def _stopping(run_id: UUID | str | None) -> bool:
 
 
 @task(name="discover-images", cache_policy=NONE)
-def discover_images(path: str) -> Discovery:
-    found = discover(path)
+def discover_images(path: str, only: list[str] | None = None) -> Discovery:
+    found = discover_changed(path, only) if only else discover(path)
     logger = get_run_logger()
-    logger.info("found %d images under %s (%s)", len(found.images), found.root,
+    where = f"among {len(only)} changed paths under {found.root}" if only else f"under {found.root}"
+    logger.info("found %d images %s (%s)", len(found.images), where,
                 "PASCAL VOC tree" if found.voc else "plain folders")
     for problem in found.problems:
         logger.warning("skipped %s: %s", problem.path, problem.reason)

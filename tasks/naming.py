@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 
 
-def run_name(verb: str, path: str, collection: str) -> str:
-    return f"{verb} {os.path.basename(str(path).rstrip('/')) or '/'} into {collection}"
+def run_name(verb: str, path: str, collection: str, changed: int = 0) -> str:
+    """"index photos into voc"; a watcher's batch: "watch photos (3 changed) into voc"."""
+    where = os.path.basename(str(path).rstrip("/")) or "/"
+    return f"{verb} {where}{f' ({changed} changed)' if changed else ''} into {collection}"
 
 
 def artifact_key(kind: str, collection: str) -> str:

@@ -7,19 +7,23 @@ from prefect.cache_policies import NONE
 
 from imgsearch import collection as collection_core
 from imgsearch import sync
-from imgsearch.discover import discover
+from imgsearch.discover import discover, discover_changed
 from imgsearch.sync import Divergence
 from tasks import stores
 from tasks.indexing import RETRY_DELAYS
 
+GONE_SHOWN = 5  # paths named in the log line of a removal
+
 
 @task(name="remove-gone-files", cache_policy=NONE, retries=3, retry_delay_seconds=RETRY_DELAYS)
-def remove_gone_files(path: str, collection: str) -> int:
-    """Delete from both stores the images under `path` whose files are gone."""
+def remove_gone_files(path: str, collection: str, only: list[str] | None = None) -> int:
+    """Delete from both stores the images under `path` (or at or below `only`) whose files are gone."""
     both = stores.both()
-    gone = sync.gone_ids(discover(path), both.catalog, collection)
-    removed = collection_core.delete(both, collection, gone)
-    get_run_logger().info("removed %d images whose files are gone from %s", removed, path)
+    gone = sync.gone_records(discover_changed(path, only) if only else discover(path), both.catalog, collection)
+    removed = collection_core.delete(both, collection, [record.id for record in gone])
+    shown = ", ".join(record.path for record in gone[:GONE_SHOWN]) + (" ..." if len(gone) > GONE_SHOWN else "")
+    get_run_logger().info("removed %d images whose files are gone from %s%s", removed, path,
+                          f": {shown}" if gone else "")
     return removed
 
 

@@ -81,3 +81,40 @@ def test_reconcile_repairs_every_kind_of_divergence(env: Path, tmp_path: Path, p
     assert catalog.count(collection, status=None) == 6
     assert sealed_rows(collection) >= 8 + 2, "the two re-embedded are sealed too, not left in the memtable"
     assert reconcile() == {"orphan_vectors": 0, "to_reindex": 0, "missing_files": 0, "interrupted_deletes": 0}
+
+
+def test_sync_of_changed_paths_touches_only_them(env: Path, tmp_path: Path, photos: list[Photo]) -> None:
+    """A watcher's batch (`only`): adds, edits, moves of a file and of a folder, deletes of a file
+    and of a folder reach both stores; a move reuses the vector; what changed outside `only` waits."""
+    from flows.sync import sync_folder
+
+    collection = get_settings().default_table
+    folder = tmp_path / "library"
+    write_folder(folder, photos[:3], 12)                                 # 3 folders of 4 photos
+    sync_folder(path=str(folder))
+    kept_class, moved_class, deleted_class = sorted(folder.iterdir())
+    files = sorted(kept_class.glob("*.jpg"))
+
+    added = write_folder(tmp_path / "new", photos[5:], 1, seed=70)[0]
+    shutil.move(added, kept_class / "added.jpg")                         # added
+    write_folder(tmp_path / "edit", photos[7:], 1, seed=71)
+    os.replace(next((tmp_path / "edit").rglob("*.jpg")), files[0])      # edited
+    os.rename(files[1], kept_class / "renamed.jpg")                     # a file moved
+    files[2].unlink()                                                   # a file deleted
+    os.rename(moved_class, folder / "moved_folder")                     # a folder moved
+    shutil.rmtree(deleted_class)                                        # a folder deleted
+    outside = write_folder(tmp_path / "later", photos[9:], 1, seed=72)[0]
+    shutil.move(outside, folder / "not_in_batch.jpg")                   # changed, but not in the batch
+    files[3].unlink()                                                   # deleted, not in the batch
+    only = [str(kept_class / "added.jpg"), str(files[0]), str(files[1]), str(kept_class / "renamed.jpg"),
+            str(files[2]), str(moved_class), str(folder / "moved_folder"), str(deleted_class),
+            str(tmp_path / "outside_the_root.jpg")]
+
+    figures = sync_folder(path=str(folder), only=only)
+    assert (figures["found"], figures["embedded"], figures["reused"]) == (7, 2, 5), figures
+    assert figures["removed"] == 1 + 1 + 4 + 4, figures  # renamed's old path, deleted, moved folder, deleted folder
+    catalog_ids, milvus_ids = ids_of_both_stores(collection)
+    expected = (files_on_disk(folder) - {str(folder / "not_in_batch.jpg")}) | {str(files[3])}
+    assert catalog_ids == milvus_ids == sorted(image_id(path) for path in expected)
+    moved = stores.catalog().by_path(collection, str(next((folder / "moved_folder").glob("*.jpg"))))
+    assert moved is not None and moved.labels == ["moved_folder"]

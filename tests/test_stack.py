@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -35,17 +36,18 @@ def group_members(group: int) -> list[psutil.Process]:
 
 def test_up_index_search_down(tmp_path: Path, photos: list[Photo], prefect_home_template: Path) -> None:
     paths = write_folder(tmp_path / "photos", photos, 8)
+    (tmp_path / "watched").mkdir()
     data = tmp_path / "data"
     seed_prefect_home(prefect_home_template, data)
     prefect, milvus, app = free_port(), free_port(), free_port()
     env = clean_env(DATA_DIR=str(data))
     started = subprocess.run(
         [str(BIN / "imgsearch"), "up", "--detach", "--prefect-port", str(prefect), "--milvus-port", str(milvus),
-         "--port", str(app), "--sync-path", str(tmp_path / "photos")],
+         "--port", str(app), "--sync-path", str(tmp_path / "photos"), "--watch", str(tmp_path / "watched")],
         capture_output=True, text=True, env=env, timeout=400, check=False)
     assert started.returncode == 0, started.stderr[-2000:]
     groups = json.loads((data / "stack.json").read_text())
-    assert list(groups) == ["prefect", "milvus", "search", "runner"]
+    assert list(groups) == ["prefect", "milvus", "search", "runner", "watch"]
     url = f"http://127.0.0.1:{app}"
     try:
         run = httpx.post(f"{url}/api/index", json={"path": str(tmp_path / "photos"), "collection": "stacked"},
@@ -70,6 +72,21 @@ def test_up_index_search_down(tmp_path: Path, photos: list[Photo], prefect_home_
         found = httpx.post(f"{url}/api/search", params={"collection": "stacked", "top_k": 3},
                            files={"image": ("q.jpg", query)}, timeout=60).json()
         assert found["results"][0]["path"] == str(paths[5])
+
+        # `--watch`: a photo copied into the folder becomes the top hit of its own search.
+        copied = tmp_path / "watched" / "copied.jpg"
+        shutil.copy(paths[6], copied)
+        deadline = time.monotonic() + 120
+        while True:
+            found = httpx.post(f"{url}/api/search", params={"top_k": 1},
+                               files={"image": ("q.jpg", copied.read_bytes())}, timeout=60)
+            if found.status_code == 200 and found.json()["results"][0]["path"] == str(copied):
+                break
+            assert time.monotonic() < deadline, (data / "logs" / "watch.log").read_text()[-3000:]
+            time.sleep(0.5)
+        runs = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"name": {"like_": "watch watched"}}},
+                          timeout=30).json()
+        assert [run["name"] for run in runs] == ["watch watched (1 changed) into milvus_img_search"], runs
     finally:
         stopped = subprocess.run([str(BIN / "imgsearch"), "down"], capture_output=True, text=True, env=env,
                                  timeout=200, check=False)

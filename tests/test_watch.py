@@ -1,0 +1,189 @@
+"""`imgsearch watch` as a user runs it: a real process on real files, Milvus Lite, SQLite and
+Prefect's temporary API; changes are checked in the catalog and the summary lines it prints."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from imgsearch.samples import Photo
+from imgsearch.vectors import image_id
+from tests.conftest import write_folder
+from tests.test_cli_signals import Command, env  # noqa: F401 - fixture reused
+
+pytestmark = pytest.mark.usefixtures("weights")
+
+
+class CatalogReader:
+    """The watcher's SQLite catalog, read from outside as another process would."""
+
+    def __init__(self, data: Path) -> None:
+        self.engine = create_engine(f"sqlite:///{data / 'catalog.db'}")
+
+    def rows(self) -> dict[str, tuple[str, str | None]]:
+        if not Path(self.engine.url.database or "").exists():
+            return {}
+        with self.engine.connect() as connection:
+            return {row.path: (row.status, row.sha256)
+                    for row in connection.execute(text("SELECT path, status, sha256 FROM images"))}
+
+    def status(self, path: Path) -> str | None:
+        found = self.rows().get(str(path))
+        return found[0] if found else None
+
+
+def eventually(check: Callable[[], bool], command: Command, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        command.watch()
+        assert command.process.poll() is None, "".join(command.lines)[-3000:]
+        assert time.monotonic() < deadline, "".join(command.output + command.lines)[-3000:]
+        time.sleep(0.1)
+
+
+def batches(command: Command) -> list[str]:
+    return [line for line in command.output if " changed under " in line]
+
+
+def after_a_batch(check: Callable[[], bool], command: Command, seen: int) -> None:
+    """`check` holds and a batch beyond the first `seen` has finished: the next change cannot
+    land inside a run still going (which would see it, as a user's run would, but not as tested)."""
+    eventually(lambda: check() and len(batches(command)) > seen, command)
+
+
+def test_watch_follows_adds_edits_moves_deletes_and_half_written_files(
+        tmp_path: Path, photos: list[Photo], env: dict[str, str]) -> None:
+    root = tmp_path / "watched"
+    before = write_folder(root, photos[:2], 4)                       # there before the watcher starts
+    spare = write_folder(tmp_path / "spare", photos[4:], 8, seed=5)
+    catalog = CatalogReader(tmp_path / "data")
+    command = Command(["watch", str(root)], env, tmp_path)
+    try:
+        command.wait_for(lambda: command.said("watching "))
+        assert command.said(f"caught up with {root}: found 4, embedded 4")
+        assert {path: status for path, (status, _) in catalog.rows().items()} == {
+            str(path): "indexed" for path in before}
+
+        new = root / "class_new" / "copied.jpg"                      # cp of a new photo into a new folder
+        done = len(batches(command))
+        new.parent.mkdir()
+        shutil.copy(spare[0], new)
+        after_a_batch(lambda: catalog.status(new) == "indexed", command, done)
+
+        # A copy in progress: written in pieces with short pauses, it is not indexed half (it would
+        # be recorded `failed`: a truncated JPEG does not decode).
+        slow = root / "class_new" / "slow.jpg"
+        data = spare[1].read_bytes()
+        seen: set[str | None] = set()
+        done = len(batches(command))
+        with open(slow, "wb") as out:
+            for start in range(0, len(data), len(data) // 12 + 1):
+                out.write(data[start:start + len(data) // 12 + 1])
+                out.flush()
+                seen.add(catalog.status(slow))
+                time.sleep(0.1)
+        after_a_batch(lambda: catalog.status(slow) == "indexed", command, done)
+        assert seen == {None}, f"indexed while half written: {seen}"
+
+        # An editor's atomic save: a temporary file renamed over the photo is one change of the photo.
+        edited = before[0]
+        old_digest = catalog.rows()[str(edited)][1]
+        temporary = edited.parent / ".copied.jpg.tmp-1234"
+        done = len(batches(command))
+        shutil.copy(spare[2], temporary)
+        os.replace(temporary, edited)
+        after_a_batch(lambda: catalog.rows()[str(edited)][1] != old_digest, command, done)
+        assert str(temporary) not in catalog.rows()
+
+        # A file that does not decode is recorded failed, and retried when it changes.
+        broken = root / "class_new" / "broken.jpg"
+        done = len(batches(command))
+        broken.write_bytes(b"\xff\xd8\xff not really a JPEG")
+        after_a_batch(lambda: catalog.status(broken) == "failed", command, done)
+        done = len(batches(command))
+        shutil.copy(spare[3], broken)
+        after_a_batch(lambda: catalog.status(broken) == "indexed", command, done)
+
+        # Moves keep their vector (reused, not embedded); deletes of a file and a folder reach both stores.
+        moved_to = root / "renamed_folder"
+        done = len(batches(command))
+        os.rename(root / "class_new", moved_to)
+        after_a_batch(lambda: catalog.status(moved_to / "copied.jpg") == "indexed" and catalog.status(new) is None,
+                      command, done)
+        assert "found 3, embedded 0, reused 3, skipped 0, failed 0, removed 3" in batches(command)[-1], batches(command)
+        before[1].unlink()
+        shutil.rmtree(before[2].parent)
+        gone = {str(before[1])} | {str(path) for path in before if path.parent == before[2].parent}
+        eventually(lambda: not gone & set(catalog.rows()), command)
+
+        expected = {str(path) for path in root.rglob("*.jpg")}
+        assert set(catalog.rows()) == expected
+        assert {status for status, _ in catalog.rows().values()} == {"indexed"}
+    finally:
+        code = command.stop(signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM and command.said("imgsearch: interrupted"), "".join(command.lines)[-2000:]
+    assert command.survivors() == []
+    assert command.noise() == []
+
+
+def test_a_watcher_stopped_with_changes_queued_catches_up_on_start(
+        tmp_path: Path, photos: list[Photo], env: dict[str, str]) -> None:
+    """SIGTERM as the first batch is taken, before its run: the next start (polling, this time)
+    finds the change by its catch-up, then follows new changes by polling."""
+    root = tmp_path / "watched"
+    write_folder(root, photos[:1], 2)
+    spare = write_folder(tmp_path / "spare", photos[4:], 2, seed=5)
+    catalog = CatalogReader(tmp_path / "data")
+    command = Command(["watch", str(root)], {**env, "IMGSEARCH_FAILPOINT": "watch-batch@1:SIGTERM"}, tmp_path)
+    command.wait_for(lambda: command.said("watching "))
+    queued = root / "queued.jpg"
+    shutil.copy(spare[0], queued)
+    assert command.process.wait(timeout=60) == 128 + signal.SIGTERM, "".join(command.lines)[-2000:]
+    time.sleep(0.5)
+    assert command.survivors() == []
+    assert catalog.status(queued) is None, "the batch was not run"
+
+    again = Command(["watch", str(root), "--poll", "0.5"], env, tmp_path)
+    try:
+        again.wait_for(lambda: again.said("watching "))
+        assert again.said(f"caught up with {root}: found 3, embedded 1")
+        assert catalog.status(queued) == "indexed"
+        assert again.said("polling every 0.5 s")
+        polled = root / "polled.jpg"
+        shutil.copy(spare[1], polled)
+        eventually(lambda: catalog.status(polled) == "indexed", again)
+    finally:
+        code = again.stop(signal.SIGINT)
+    assert code == 128 + signal.SIGINT
+    assert again.survivors() == []
+    assert sorted(catalog.rows()) == sorted(str(path) for path in root.rglob("*.jpg"))
+    assert image_id(str(queued)) != image_id(str(polled))
+
+
+def test_watch_stops_cleanly_during_its_catch_up(tmp_path: Path, photos: list[Photo],
+                                                 env: dict[str, str]) -> None:
+    root = tmp_path / "watched"
+    write_folder(root, photos, 40)
+    command = Command(["watch", str(root)], env, tmp_path)
+    command.wait_for(lambda: command.said("chunk 1/"))
+    code = command.stop(signal.SIGINT, group=True)
+    assert code == 128 + signal.SIGINT and command.said("imgsearch: interrupted"), "".join(command.lines)[-2000:]
+    assert command.survivors() == []
+    assert not command.said("watching ")
+
+
+def test_watch_refuses_what_it_cannot_watch(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    for path, message in ((tmp_path / "missing", "no such folder"), (tmp_path / "file.jpg", "not a folder")):
+        command = Command(["watch", str(path)], env, tmp_path)
+        assert command.process.wait(timeout=120) == 1
+        time.sleep(0.2)
+        assert [line for line in command.lines if line.startswith("imgsearch:")] == [
+            f"imgsearch: error: {message}: {path}\n"], command.lines
