@@ -111,6 +111,20 @@ def test_watch_follows_adds_edits_moves_deletes_and_half_written_files(
         shutil.copy(spare[3], broken)
         after_a_batch(lambda: catalog.status(broken) == "indexed", command, done)
 
+        # A change during a run waits in the queue for the next batch.
+        done = len(batches(command))
+        first, second = root / "class_new" / "first.jpg", root / "class_new" / "second.jpg"
+        runs_begun = len([line for line in command.lines if "Beginning flow run 'watch" in line])
+        shutil.copy(spare[4], first)
+        eventually(lambda: len([line for line in command.lines if "Beginning flow run 'watch" in line]) > runs_begun,
+                   command)
+        shutil.copy(spare[5], second)
+        after_a_batch(lambda: catalog.status(first) == catalog.status(second) == "indexed", command, done + 1)
+        done = len(batches(command))
+        first.unlink()
+        second.unlink()
+        after_a_batch(lambda: catalog.status(first) is None and catalog.status(second) is None, command, done)
+
         # Moves keep their vector (reused, not embedded); deletes of a file and a folder reach both stores.
         moved_to = root / "renamed_folder"
         done = len(batches(command))
@@ -165,6 +179,30 @@ def test_a_watcher_stopped_with_changes_queued_catches_up_on_start(
     assert again.survivors() == []
     assert sorted(catalog.rows()) == sorted(str(path) for path in root.rglob("*.jpg"))
     assert image_id(str(queued)) != image_id(str(polled))
+
+
+def test_watch_stopped_during_a_batch_leaves_nothing_behind_and_catches_up(
+        tmp_path: Path, photos: list[Photo], env: dict[str, str]) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+    command = Command(["watch", str(root)], env, tmp_path)
+    command.wait_for(lambda: command.said("watching "))
+    write_folder(tmp_path / "staging", photos, 40)
+    shutil.copytree(tmp_path / "staging", root / "copied")
+    command.wait_for(lambda: command.said("chunk 1/"))
+    code = command.stop(signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM and command.said("imgsearch: interrupted"), "".join(command.lines)[-2000:]
+    assert command.survivors() == []
+    again = Command(["watch", str(root)], env, tmp_path)
+    try:
+        again.wait_for(lambda: again.said("watching "))
+        assert again.said(f"caught up with {root}: found 40,"), "".join(again.output)
+        rows = CatalogReader(tmp_path / "data").rows()
+        assert sorted(rows) == sorted(str(path) for path in root.rglob("*.jpg"))
+        assert {status for status, _ in rows.values()} == {"indexed"}
+    finally:
+        again.stop(signal.SIGTERM)
+    assert again.survivors() == []
 
 
 def test_watch_stops_cleanly_during_its_catch_up(tmp_path: Path, photos: list[Photo],
