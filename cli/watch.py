@@ -110,9 +110,13 @@ def check_roots(paths: list[str]) -> list[str]:
 
 
 def run_batch(root: str, paths: list[str], collection: str) -> dict[str, object]:
+    """One `sync-folder` run over the batch's paths, or over the whole root for a very large batch."""
     from flows.sync import sync_folder
 
-    return sync_folder(path=root, collection=collection, only=paths)
+    narrowed = watching.collapse(paths)
+    if len(narrowed) > watching.WHOLE_TREE_ABOVE or root in narrowed:
+        return sync_folder(path=root, collection=collection)
+    return sync_folder(path=root, collection=collection, only=narrowed)
 
 
 def watch(paths: list[str], collection: str, poll_seconds: float | None = None,

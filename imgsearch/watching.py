@@ -26,6 +26,9 @@ QUIET_SECONDS = 0.5
 LONGEST_WAIT = 10.0  # a path changing all the time holds back the others at most this long
 POLL_SECONDS = 2.0  # between two walks of a polled tree
 RETRY_SECONDS = 10.0  # a batch whose run failed is tried again after this
+# A batch of more paths than this (a library copied in file by file) is synced whole: one walk
+# of the tree is cheaper than a path-by-path look, and the flow run's parameters stay small.
+WHOLE_TREE_ABOVE = 5_000
 WATCH_LIMIT_FILE = "/proc/sys/fs/inotify/max_user_watches"
 WATCH_HEADROOM = 1024  # other programs (editors, IDEs, desktop indexers) hold watches too
 
@@ -88,6 +91,17 @@ class Changes:
         """Put a failed batch's paths back, to be taken again in `RETRY_SECONDS`."""
         now = time.monotonic() if now is None else now
         self.add(paths, now + RETRY_SECONDS - QUIET_SECONDS)
+
+
+def collapse(paths: Iterable[str]) -> list[str]:
+    """The paths without those below another of them: a folder copied or moved in brings an
+    event for itself and one for each file in it, and the folder's sync covers them all."""
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if kept and path.startswith(kept[-1].rstrip("/") + "/"):
+            continue
+        kept.append(path)
+    return kept
 
 
 def last_write_age(path: str, wall_now: float | None = None) -> float:

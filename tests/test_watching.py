@@ -125,3 +125,9 @@ def test_discover_changed_labels_as_a_full_walk_does(tmp_path: Path) -> None:
     assert len(changed.images) == 3, "a file named twice (itself and in its folder) counts once"
     assert whole[str(voc / "JPEGImages" / "2007_000001.jpg")].labels == ("cat", "dog")
     assert changed.only[0] == "/elsewhere/x.jpg" and changed.root == str(tmp_path)
+
+
+def test_collapse_keeps_the_outermost_of_nested_paths() -> None:
+    paths = ["/w/a/x.jpg", "/w/a", "/w/ab.jpg", "/w/a/b/y.jpg", "/w/c/z.jpg", "/w/a"]
+    assert watching.collapse(paths) == ["/w/a", "/w/ab.jpg", "/w/c/z.jpg"]
+    assert watching.collapse([]) == []
