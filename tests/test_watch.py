@@ -225,3 +225,35 @@ def test_watch_refuses_what_it_cannot_watch(tmp_path: Path, env: dict[str, str])
         time.sleep(0.2)
         assert [line for line in command.lines if line.startswith("imgsearch:")] == [
             f"imgsearch: error: {message}: {path}\n"], command.lines
+
+
+def test_a_tree_beyond_the_inotify_budget_is_polled_and_says_so(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher's own choice, in process, with the real notify watcher: a budget smaller than the
+    tree's folders gives one line and a polling listener that still sees a new file."""
+    from cli import watch
+    from imgsearch import watching
+
+    for number in range(5):
+        (tmp_path / f"folder_{number}").mkdir()
+    monkeypatch.setattr(watching, "watch_limit", lambda: 100)  # this machine's budget is larger
+    monkeypatch.setattr(watching, "POLL_SECONDS", 0.2)
+    said: list[str] = []
+    listener = watch.start_listener([str(tmp_path)], None, said.append)
+    try:
+        assert listener.polling
+        assert len(said) == 1 and "6 folders to watch, more than fs.inotify.max_user_watches=100" in said[0]
+        (tmp_path / "folder_3" / "new.jpg").write_bytes(b"x")
+        deadline = time.monotonic() + 10
+        seen: list[str] = []
+        while str(tmp_path / "folder_3" / "new.jpg") not in seen:
+            assert time.monotonic() < deadline, seen
+            seen += listener.drain(wait=0.2)
+    finally:
+        listener.close()
+    monkeypatch.undo()
+    if (watching.watch_limit() or 0) < 6 + watching.WATCH_HEADROOM:
+        return  # this machine's own budget is too small for the second half
+    inotify = watch.start_listener([str(tmp_path)], None, said.append)
+    inotify.close()
+    assert not inotify.polling and len(said) == 1, "within the real budget: inotify, nothing said"
