@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, DateTime, Index, Integer, String, Text, create_engine, delete, event,
+    JSON, BigInteger, ColumnElement, DateTime, Index, Integer, String, Text, create_engine, delete, event,
     func, select, update,
 )
 from sqlalchemy.dialects import mysql, sqlite
@@ -190,13 +190,19 @@ class Catalog:
                     .values(changes)
                 )
 
-    def known(self, collection: str, paths: Sequence[str] | None = None) -> dict[str, Known]:
-        """Every path of a collection (or those of `paths`) with its size, mtime, sha256 and status."""
+    def known(self, collection: str, paths: Sequence[str] | None = None,
+              under: str | None = None) -> dict[str, Known]:
+        """Paths of a collection with their size, mtime, sha256 and status: every one, those of
+        `paths`, or those at or below the folder `under` (an index range, not the collection)."""
         columns = (ImageRecord.path, ImageRecord.id, ImageRecord.size, ImageRecord.mtime,
                    ImageRecord.sha256, ImageRecord.status)
-        queries = [select(*columns).where(ImageRecord.collection == collection)] if paths is None else [
-            select(*columns).where(ImageRecord.collection == collection, ImageRecord.path.in_(part))
-            for part in _parts(sorted(set(paths)))]
+        if paths is not None:
+            queries = [select(*columns).where(ImageRecord.collection == collection, ImageRecord.path.in_(part))
+                       for part in _parts(sorted(set(paths)))]
+        elif under is not None:
+            queries = [select(*columns).where(ImageRecord.collection == collection, self._at_or_below(under))]
+        else:
+            queries = [select(*columns).where(ImageRecord.collection == collection)]
         found: dict[str, Known] = {}
         with _errors(self.where, "read records"), self.engine.connect() as connection:
             for query in queries:
@@ -253,6 +259,11 @@ class Catalog:
 
     def under_path(self, collection: str, prefix: str) -> list[ImageRecord]:
         """Records whose path is `prefix` or lies below the folder `prefix`."""
+        query = select(ImageRecord).where(ImageRecord.collection == collection, self._at_or_below(prefix))
+        with _errors(self.where, "read records"), self._session() as session:
+            return list(session.scalars(query))
+
+    def _at_or_below(self, prefix: str) -> ColumnElement[bool]:
         folder = prefix.rstrip("/") + "/"
         below = func.substr(ImageRecord.path, 1, len(folder)) == folder
         if self.engine.dialect.name in ("sqlite", "mysql", "mariadb"):
@@ -260,10 +271,7 @@ class Catalog:
             # "a/b/" lie from "a/b/" to "a/b0" ("0" follows "/"), a range of the path index.
             beyond = folder[:-1] + chr(ord("/") + 1)
             below = (ImageRecord.path >= folder) & (ImageRecord.path < beyond) & below
-        query = select(ImageRecord).where(
-            ImageRecord.collection == collection, (ImageRecord.path == prefix) | below)
-        with _errors(self.where, "read records"), self._session() as session:
-            return list(session.scalars(query))
+        return (ImageRecord.path == prefix) | below
 
     def ids_with_status(self, collection: str, statuses: Sequence[str]) -> list[int]:
         query = select(ImageRecord.id).where(

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from imgsearch import failpoints, resources
-from imgsearch.catalog import DELETING, FAILED, INDEXED, PENDING, Catalog
+from imgsearch.catalog import DELETING, FAILED, INDEXED, PENDING, Catalog, Known
 from imgsearch.decode import DecodedImage, DecodeError, decode_image
 from imgsearch.discover import Discovery, FoundImage
 from imgsearch.encoder import prefetch_map
@@ -61,8 +61,7 @@ def plan_index(
     Small runs get smaller chunks (whole batches, at least `min_chunks` of
     them) so that chunks still overlap and progress moves.
     """
-    # A watcher's batch (`discovery.only`) reads the records of its own files, not the collection's.
-    known = catalog.known(collection, [image.path for image in discovery.images] if discovery.only else None)
+    known = _known_records(discovery, catalog, collection)
     repaired = _finish_deletes(catalog, vectors, collection)
     todo: list[FoundImage] = []
     unchanged = 0
@@ -82,6 +81,22 @@ def plan_index(
     size = chunk_size_for(len(todo), chunk_size, batch_size, min_chunks)
     chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
     return Plan(chunks, len(discovery.images), unchanged, repaired)
+
+
+def _known_records(discovery: Discovery, catalog: Catalog, collection: str) -> dict[str, Known]:
+    """The records of the discovered paths, read by what was walked, not the whole collection, so
+    that a run's memory and time follow its tree, not the collection it adds to: a watcher's batch
+    reads its own paths; a walk, the records below its root (an index range), and by path the few
+    images that symlinks resolved to outside the root."""
+    paths = [image.path for image in discovery.images]
+    if discovery.only:
+        return catalog.known(collection, paths)
+    root = discovery.root.rstrip("/") + "/"
+    outside = [path for path in paths if not path.startswith(root) and path != discovery.root]
+    known = catalog.known(collection, under=discovery.root)
+    if outside:
+        known.update(catalog.known(collection, outside))
+    return known
 
 
 def chunk_size_for(images: int, chunk_size: int, batch_size: int, min_chunks: int) -> int:

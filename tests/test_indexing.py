@@ -17,6 +17,7 @@ from imgsearch.samples import Photo
 from imgsearch.searching import encode_query, nearest_each
 from imgsearch.vectors import VectorStore, VectorStoreError, image_id
 from tests.conftest import write_folder
+from tests.test_catalog import row
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +135,32 @@ def test_unchanged_files_are_not_read_and_a_broken_file_stops_being_searchable(
     assert [image.path for image in plan.chunks[0]] == [str(paths[0])]
     report = index_chunk(plan.chunks[0], "c", catalog, vectors, encoder)
     assert len(report.failed) == 1 and vectors.count("c") == 2 and catalog.count("c") == 2
+
+
+def test_a_plan_reads_the_records_of_its_tree_not_the_collection(
+    tmp_path: Path, stores: tuple[Catalog, VectorStore], encoder: Encoder, photos: list[Photo],
+) -> None:
+    """Records elsewhere in the collection are not read (a small folder added to a big collection
+    plans in the folder's time and memory); an image a symlink resolves to outside the root is
+    still found unchanged."""
+    catalog, vectors = stores
+    outside = write_folder(tmp_path / "outside", photos, 1)[0]
+    write_folder(tmp_path / "p", photos[1:], 2)
+    (tmp_path / "p" / "linked.jpg").symlink_to(outside)
+    index_chunk(discover(tmp_path / "p").images, "c", catalog, vectors, encoder)
+    catalog.upsert("c", [row(f"/elsewhere/{n}.jpg", INDEXED) for n in range(2000)])
+    read: list[str] = []
+    original = catalog.known
+
+    def counting(*args: object, **kwargs: object) -> object:
+        found = original(*args, **kwargs)  # type: ignore[arg-type]
+        read.extend(found)
+        return found
+
+    catalog.known = counting  # type: ignore[method-assign]
+    plan = plan_index(discover(tmp_path / "p"), catalog, vectors, "c", 10)
+    assert plan.chunks == [] and plan.unchanged == 3, "the symlinked image outside the root is known too"
+    assert len(read) == 3 and not any("/elsewhere/" in path for path in read), read
 
 
 def test_delete_removes_from_both_stores(
