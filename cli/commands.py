@@ -330,12 +330,11 @@ def serve(arguments: argparse.Namespace) -> int:
 
 def up(arguments: argparse.Namespace) -> int:
     from cli.stack import up as start_stack
+    from cli.watch import check_roots
     from imgsearch.weights import find_weights
 
     current = settings()
     find_weights(current.cache_dir, current.weights)
-    from cli.watch import check_roots
-
     return start_stack(current.data_dir, arguments.prefect_port, arguments.milvus_port, arguments.port,
                        arguments.sync_path, arguments.detach, check_roots(arguments.watch))
 

@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="walk the trees every SECONDS instead of inotify events (network file systems)")
     _collection(watch)
 
-    up = command("up", run.up, "Start the local stack: Prefect server, Milvus, search app, deployment runner.")
+    up = command("up", run.up, "Start the local stack: Prefect server, Milvus, search app, deployment runner (and watchers).")
     up.add_argument("--detach", action="store_true", help="return once started; `imgsearch down` stops it")
     up.add_argument("--prefect-port", type=_port, default=4200)
     up.add_argument("--milvus-port", type=_port, default=19530)
