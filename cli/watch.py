@@ -60,7 +60,8 @@ class Listener:
                 if isinstance(found, set):
                     from watchfiles import Change
 
-                    kept = {(change, path) for change, path in found if self._filter(Change(change), path)}
+                    kept = {(change, path) for change, path in found
+                            if self._filter(Change(change), path) and not _folder_touched(Change(change), path)}
                     if kept:
                         self.events.put(kept)
         except BaseException as error:  # noqa: BLE001 - handed to the main thread, which stops
@@ -84,6 +85,14 @@ class Listener:
         self._stop.set()
         self._thread.join(timeout=5)
         self._notify.close()
+
+
+def _folder_touched(change: object, path: str) -> bool:
+    """A folder "modified": its entries changed, and each of them has an event of its own. Polling
+    reports the parent of every new file so; kept, it would make the batch sync the whole folder."""
+    from watchfiles import Change
+
+    return change == Change.modified and os.path.isdir(path)
 
 
 def start_listener(roots: list[str], poll_seconds: float | None, say: Callable[[str], None]) -> Listener:
