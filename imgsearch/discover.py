@@ -115,7 +115,7 @@ def discover_changed(root: str | os.PathLike[str], paths: list[str]) -> Discover
     found = Discovery(root=top, only=tuple(sorted({os.path.abspath(path) for path in paths})))
     seen: set[str] = set()
     for path in found.only:
-        if not _within(path, top) or not os.path.exists(path):
+        if not is_within(path, top) or not os.path.exists(path):
             continue
         if os.path.isdir(path):
             part = discover(path)
@@ -141,7 +141,8 @@ def discover_changed(root: str | os.PathLike[str], paths: list[str]) -> Discover
     return found
 
 
-def _within(path: str, root: str) -> bool:
+def is_within(path: str, root: str) -> bool:
+    """`path` is `root` or lies below the folder `root` (by name: "/a/bc" is not within "/a/b")."""
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from imgsearch import failpoints, resources
 from imgsearch.catalog import DELETING, FAILED, INDEXED, PENDING, Catalog, Known
 from imgsearch.decode import DecodedImage, DecodeError, decode_image
-from imgsearch.discover import Discovery, FoundImage
+from imgsearch.discover import Discovery, FoundImage, is_within
 from imgsearch.encoder import prefetch_map
 from imgsearch.models import AnyEncoder
 from imgsearch.vectors import VectorStore, image_id
@@ -91,8 +91,7 @@ def _known_records(discovery: Discovery, catalog: Catalog, collection: str) -> d
     paths = [image.path for image in discovery.images]
     if discovery.only:
         return catalog.known(collection, paths)
-    root = discovery.root.rstrip("/") + "/"
-    outside = [path for path in paths if not path.startswith(root) and path != discovery.root]
+    outside = [path for path in paths if not is_within(path, discovery.root)]
     known = catalog.known(collection, under=discovery.root)
     if outside:
         known.update(catalog.known(collection, outside))

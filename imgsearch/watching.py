@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from imgsearch.discover import is_within
+
 QUIET_SECONDS = 0.5
 LONGEST_WAIT = 10.0  # a path changing all the time holds back the others at most this long
 POLL_SECONDS = 2.0  # between two walks of a polled tree
@@ -62,7 +64,7 @@ class Changes:
 
     def root_of(self, path: str) -> str | None:
         """The deepest watched root holding `path`."""
-        holding = [root for root in self.roots if path == root or path.startswith(root.rstrip("/") + "/")]
+        holding = [root for root in self.roots if is_within(path, root)]
         return max(holding, key=len) if holding else None
 
     def quiet(self, path: str, now: float, wall_now: float | None = None) -> bool:
@@ -98,7 +100,7 @@ def collapse(paths: Iterable[str]) -> list[str]:
     event for itself and one for each file in it, and the folder's sync covers them all."""
     kept: list[str] = []
     for path in sorted(set(paths)):
-        if kept and path.startswith(kept[-1].rstrip("/") + "/"):
+        if kept and is_within(path, kept[-1]):
             continue
         kept.append(path)
     return kept
