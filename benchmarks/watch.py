@@ -124,7 +124,7 @@ def idle_cost(root: Path, polling: bool, files: int, say: Callable[[str], None],
             folder = tree / f"folder_{number % folders:04d}"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"note_{number:06d}.xmp").write_text("x")
-    env = {**stack_env(root / ("idle-poll" if polling else "idle-inotify"))}
+    env = stack_env(root / ("idle-poll" if polling else "idle-inotify"))
     process = subprocess.Popen([IMGSEARCH, "watch", str(tree), *(["--poll", "2"] if polling else [])], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:

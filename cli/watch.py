@@ -18,10 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from imgsearch import failpoints, watching
 from imgsearch.discover import canonical_path
 from imgsearch.errors import BadInput, ImgsearchError
+
+if TYPE_CHECKING:
+    from watchfiles import Change
 
 WAIT_STEP_MS = 50  # a group of events is handed over after this long without a new one
 GROUP_MS = 1_000  # ... or after this long in all
@@ -54,12 +58,12 @@ class Listener:
         self._thread.start()
 
     def _run(self) -> None:
+        from watchfiles import Change
+
         try:
             while not self._stop.is_set():
                 found = self._notify.watch(GROUP_MS, WAIT_STEP_MS, 500, self._stop)
                 if isinstance(found, set):
-                    from watchfiles import Change
-
                     kept = {(change, path) for change, path in found
                             if self._filter(Change(change), path) and not _folder_touched(Change(change), path)}
                     if kept:
@@ -87,12 +91,12 @@ class Listener:
         self._notify.close()
 
 
-def _folder_touched(change: object, path: str) -> bool:
+def _folder_touched(change: Change, path: str) -> bool:
     """A folder "modified": its entries changed, and each of them has an event of its own. Polling
     reports the parent of every new file so; kept, it would make the batch sync the whole folder."""
     from watchfiles import Change
 
-    return change == Change.modified and os.path.isdir(path)
+    return change is Change.modified and os.path.isdir(path)
 
 
 def start_listener(roots: list[str], poll_seconds: float | None, say: Callable[[str], None]) -> Listener:
@@ -138,7 +142,7 @@ def watch(paths: list[str], collection: str, poll_seconds: float | None = None,
     say = say or _say
     roots = check_roots(paths)
     detach_temporary_api()
-    listener = start_listener(roots, poll_seconds, lambda line: print(line, file=sys.stderr, flush=True))
+    listener = start_listener(roots, poll_seconds, _warn)
     try:
         stores.encoder()  # built once, before the first photo waits for it
         for root in roots:
@@ -164,14 +168,18 @@ def _loop(listener: Listener, collection: str, say: Callable[[str], None]) -> No
                 figures = run_batch(root, paths, collection)
             except Exception as error:  # noqa: BLE001 - a store or Prefect's API down: the watcher waits it out
                 changes.retry_later(paths)
-                print(f"imgsearch: watch: {len(paths)} changed paths under {root} not indexed, trying again in "
-                      f"{watching.RETRY_SECONDS:g} s: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
+                _warn(f"imgsearch: watch: {len(paths)} changed paths under {root} not indexed, trying again in "
+                      f"{watching.RETRY_SECONDS:g} s: {' '.join(str(error).split())}")
                 continue
             say(f"{len(paths)} changed under {root}: {_figures(figures)} in {time.perf_counter() - started:.1f} s")
 
 
 def _say(line: str) -> None:
     print(line, flush=True)  # under `up`, stdout is a log file: each line as it happens
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _figures(figures: dict[str, object]) -> str:
