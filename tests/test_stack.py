@@ -84,8 +84,12 @@ def test_up_index_search_down(tmp_path: Path, photos: list[Photo], prefect_home_
                 break
             assert time.monotonic() < deadline, (data / "logs" / "watch.log").read_text()[-3000:]
             time.sleep(0.5)
-        runs = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"name": {"like_": "watch watched"}}},
-                          timeout=30).json()
+        # The run's name is set as it starts, which may reach the server after the photo is searchable.
+        deadline = time.monotonic() + 60
+        while not (runs := httpx.post(f"{api}/flow_runs/filter",
+                                      json={"flow_runs": {"name": {"like_": "watch watched"}}}, timeout=30).json()):
+            assert time.monotonic() < deadline, "no watch run in the Prefect API"
+            time.sleep(0.5)
         assert [run["name"] for run in runs] == ["watch watched (1 changed) into milvus_img_search"], runs
     finally:
         stopped = subprocess.run([str(BIN / "imgsearch"), "down"], capture_output=True, text=True, env=env,
