@@ -148,6 +148,7 @@ def watch(paths: list[str], collection: str, poll_seconds: float | None = None,
         for root in roots:
             started = time.perf_counter()
             figures = sync_folder(path=root, collection=collection)
+            _stop_if_signalled()
             say(f"caught up with {root}: {_figures(figures)} in {time.perf_counter() - started:.1f} s")
         how = f"polling every {listener.poll_seconds:g} s" if listener.polling else "inotify events"
         say(f"watching {', '.join(roots)} into {collection} ({how}); Ctrl-C stops")
@@ -160,6 +161,7 @@ def watch(paths: list[str], collection: str, poll_seconds: float | None = None,
 def _loop(listener: Listener, collection: str, say: Callable[[str], None]) -> None:
     changes = watching.Changes(listener.roots)
     while True:
+        _stop_if_signalled()
         changes.add(listener.drain(wait=0.1 if changes.waiting else 1.0))
         for root, paths in changes.take().items():
             failpoints.reach("watch-batch")
@@ -172,6 +174,15 @@ def _loop(listener: Listener, collection: str, say: Callable[[str], None]) -> No
                       f"{watching.RETRY_SECONDS:g} s: {' '.join(str(error).split())}")
                 continue
             say(f"{len(paths)} changed under {root}: {_figures(figures)} in {time.perf_counter() - started:.1f} s")
+
+
+def _stop_if_signalled() -> None:
+    """A Ctrl-C or SIGTERM that landed inside a flow run may come back as the run's failure or
+    state, not as an interrupt: seen once, a watcher went on after one during its catch-up."""
+    from cli import stop_signal
+
+    if stop_signal.received():
+        raise KeyboardInterrupt
 
 
 def _say(line: str) -> None:
