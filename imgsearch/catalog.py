@@ -64,6 +64,8 @@ class ImageRecord(Base):
               mysql_length={"path": 500}, mariadb_length={"path": 500}),
         Index("ix_images_collection_sha256", "collection", "sha256"),
         Index("ix_images_collection_status", "collection", "status"),
+        # Browsing newest first, a keyset page at a time (browse.py).
+        Index("ix_images_collection_indexed_at", "collection", "indexed_at", "id"),
         # A path in any collection (the seed's `/data?image_path=`): without it, a scan of every row.
         Index("ix_images_path", "path", mysql_length={"path": 500}, mariadb_length={"path": 500}),
     )
@@ -74,8 +76,15 @@ class ImageRecord(Base):
             "sha256": self.sha256, "size": self.size, "mtime": self.mtime,
             "width": self.width, "height": self.height, "labels": list(self.labels or []),
             "folder": self.folder, "status": self.status, "error": self.error,
-            "indexed_at": self.indexed_at.isoformat() if self.indexed_at else None,
+            "indexed_at": utc_iso(self.indexed_at),
         }
+
+
+def utc_iso(moment: datetime | None) -> str | None:
+    """ISO 8601 with its offset: the databases hand back the UTC times they were given without one."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 class CatalogError(Unavailable):
@@ -128,7 +137,7 @@ class Catalog:
                     raise CatalogError(f"cannot reach the database ({self.where}): {reason}") from None
                 time.sleep(0.1 * (attempt + 1))
 
-    def _session(self) -> Session:
+    def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
     def upsert(self, collection: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -138,7 +147,7 @@ class Catalog:
         values = [{"collection": collection, **row} for row in rows]
         update = [key for key in UPDATABLE if key in values[0]]
         # In parts, in one transaction: SQLite takes at most 32,766 bound values a statement.
-        with _errors(self.where, "write records"), self.writer.begin() as connection:
+        with database_errors(self.where, "write records"), self.writer.begin() as connection:
             for part in _parts(values):
                 connection.execute(self._insert(list(part), update))
 
@@ -146,7 +155,7 @@ class Catalog:
         """Insert `pending` rows for images the catalog does not know yet; a row
         that exists (perhaps written by a concurrent run) is left as it is."""
         values = [{"collection": collection, **row, "status": PENDING} for row in rows]
-        with _errors(self.where, "write records"), self.writer.begin() as connection:
+        with database_errors(self.where, "write records"), self.writer.begin() as connection:
             for part in _parts(values):
                 connection.execute(self._insert(list(part), []))
 
@@ -182,7 +191,7 @@ class Catalog:
         changes: dict[str, Any] = {"status": status, "error": error}
         if status == INDEXED:
             changes["indexed_at"] = datetime.now(UTC)
-        with _errors(self.where, "update records"), self.writer.begin() as connection:
+        with database_errors(self.where, "update records"), self.writer.begin() as connection:
             for part in _parts(ids):
                 connection.execute(
                     update(ImageRecord)
@@ -204,7 +213,7 @@ class Catalog:
         else:
             queries = [select(*columns).where(ImageRecord.collection == collection)]
         found: dict[str, Known] = {}
-        with _errors(self.where, "read records"), self.engine.connect() as connection:
+        with database_errors(self.where, "read records"), self.engine.connect() as connection:
             for query in queries:
                 found.update((row.path, Known(row.id, row.size, row.mtime, row.sha256, row.status))
                              for row in connection.execute(query))
@@ -216,7 +225,7 @@ class Catalog:
         status), which nearly every row matches, once per chunk."""
         found: dict[str, int] = {}
         digests = sorted(set(digests))
-        with _errors(self.where, "read records"), self.engine.connect() as connection:
+        with database_errors(self.where, "read records"), self.engine.connect() as connection:
             for part in _parts(digests):
                 query = select(ImageRecord.sha256, ImageRecord.id, ImageRecord.status).where(
                     ImageRecord.collection == collection, ImageRecord.sha256.in_(part),
@@ -228,7 +237,7 @@ class Catalog:
 
     def get(self, collection: str, ids: Sequence[int]) -> dict[int, ImageRecord]:
         found: dict[int, ImageRecord] = {}
-        with _errors(self.where, "read records"), self._session() as session:
+        with database_errors(self.where, "read records"), self.session() as session:
             for part in _parts(list(ids)):
                 query = select(ImageRecord).where(
                     ImageRecord.collection == collection, ImageRecord.id.in_(part)
@@ -243,7 +252,7 @@ class Catalog:
         while True:
             query = (select(ImageRecord).where(ImageRecord.collection == collection, ImageRecord.id > after)
                      .order_by(ImageRecord.id).limit(batch))
-            with _errors(self.where, "read records"), self._session() as session:
+            with database_errors(self.where, "read records"), self.session() as session:
                 records = list(session.scalars(query))
             if not records:
                 return
@@ -254,13 +263,13 @@ class Catalog:
         query = select(ImageRecord).where(
             ImageRecord.collection == collection, ImageRecord.path == path
         )
-        with _errors(self.where, "read records"), self._session() as session:
+        with database_errors(self.where, "read records"), self.session() as session:
             return session.scalars(query).first()
 
     def under_path(self, collection: str, prefix: str) -> list[ImageRecord]:
         """Records whose path is `prefix` or lies below the folder `prefix`."""
         query = select(ImageRecord).where(ImageRecord.collection == collection, self._at_or_below(prefix))
-        with _errors(self.where, "read records"), self._session() as session:
+        with database_errors(self.where, "read records"), self.session() as session:
             return list(session.scalars(query))
 
     def _at_or_below(self, prefix: str) -> ColumnElement[bool]:
@@ -277,12 +286,12 @@ class Catalog:
         query = select(ImageRecord.id).where(
             ImageRecord.collection == collection, ImageRecord.status.in_(statuses)
         )
-        with _errors(self.where, "read records"), self.engine.connect() as connection:
+        with database_errors(self.where, "read records"), self.engine.connect() as connection:
             return [row.id for row in connection.execute(query)]
 
     def delete(self, collection: str, ids: Iterable[int]) -> None:
         ids = list(ids)
-        with _errors(self.where, "delete records"), self.writer.begin() as connection:
+        with database_errors(self.where, "delete records"), self.writer.begin() as connection:
             for part in _parts(ids):
                 connection.execute(
                     delete(ImageRecord).where(
@@ -296,14 +305,14 @@ class Catalog:
         )
         if status is not None:
             query = query.where(ImageRecord.status == status)
-        with _errors(self.where, "count records"), self.engine.connect() as connection:
+        with database_errors(self.where, "count records"), self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
     def status_counts(self, collection: str) -> dict[str, int]:
         """Records of the collection by status, in one query; empty for an unknown collection."""
         query = (select(ImageRecord.status, func.count()).where(ImageRecord.collection == collection)
                  .group_by(ImageRecord.status))
-        with _errors(self.where, "count records"), self.engine.connect() as connection:
+        with database_errors(self.where, "count records"), self.engine.connect() as connection:
             return {status: int(number) for status, number in connection.execute(query)}
 
     def failures(self, collection: str, limit: int = 1000) -> list[tuple[str, str]]:
@@ -311,7 +320,7 @@ class Catalog:
         # every row of it, rather than the few failed ones by status.
         query = select(ImageRecord.path, ImageRecord.error).where(
             ImageRecord.collection == collection, ImageRecord.status == FAILED)
-        with _errors(self.where, "read records"), self.engine.connect() as connection:
+        with database_errors(self.where, "read records"), self.engine.connect() as connection:
             failed = sorted((row.path, row.error or "") for row in connection.execute(query))
         return failed[:limit]
 
@@ -321,7 +330,7 @@ class Catalog:
             ImageRecord.collection == collection, ImageRecord.status == INDEXED
         )
         counts: dict[str, int] = {}
-        with _errors(self.where, "read records"), self.engine.connect() as connection:
+        with database_errors(self.where, "read records"), self.engine.connect() as connection:
             for (labels,) in connection.execute(query):
                 for label in labels or []:
                     counts[label] = counts.get(label, 0) + 1
@@ -330,7 +339,7 @@ class Catalog:
     def find_indexed_path(self, path: str) -> ImageRecord | None:
         """An indexed record of this exact path, in any collection."""
         query = select(ImageRecord).where(ImageRecord.path == path, ImageRecord.status == INDEXED).limit(1)
-        with _errors(self.where, "read records"), self._session() as session:
+        with database_errors(self.where, "read records"), self.session() as session:
             return session.scalars(query).first()
 
     def collections(self) -> dict[str, int]:
@@ -340,15 +349,15 @@ class Catalog:
             .where(ImageRecord.status == INDEXED)
             .group_by(ImageRecord.collection)
         )
-        with _errors(self.where, "read records"), self.engine.connect() as connection:
+        with database_errors(self.where, "read records"), self.engine.connect() as connection:
             return {row[0]: int(row[1]) for row in connection.execute(query)}
 
     def drop(self, collection: str) -> None:
-        with _errors(self.where, "delete records"), self.writer.begin() as connection:
+        with database_errors(self.where, "delete records"), self.writer.begin() as connection:
             connection.execute(delete(ImageRecord).where(ImageRecord.collection == collection))
 
     def ping(self) -> None:
-        with _errors(self.where, "reach the database"), self.engine.connect() as connection:
+        with database_errors(self.where, "reach the database"), self.engine.connect() as connection:
             connection.execute(select(1))
 
     def close(self) -> None:
@@ -415,7 +424,7 @@ def _use_wal(cursor: Any, attempts: int = 40) -> None:
             time.sleep(min(0.5, 0.02 * (attempt + 1)))
 
 
-def _errors(where: str, operation: str) -> AbstractContextManager[None]:
+def database_errors(where: str, operation: str) -> AbstractContextManager[None]:
     """Only a database failure is renamed, to a CatalogError naming the operation."""
     return renamed(SQLAlchemyError, lambda failure: CatalogError(
         f"the database ({where}) could not {operation}: {_reason(failure)}"))

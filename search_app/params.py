@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from imgsearch.browse import CURSOR, MOST_PER_PAGE
 from imgsearch.discover import canonical_path
 from imgsearch.duplicates import DEFAULT_MIN_SCORE, LOWEST_MIN_SCORE
 from imgsearch.searching import MIN_SCORE_HIGH, MIN_SCORE_LOW, MOST_EXAMPLES
@@ -199,6 +200,33 @@ class Label:
 
 
 @dataclass(frozen=True)
+class Text:
+    """Text of at most `longest` characters, no control characters, matching `pattern`; empty or
+    absent: None."""
+
+    name: str
+    longest: int
+    description: str
+    pattern: str  # what the text must match; at least: no control characters
+
+    def parse(self, values: Values) -> str | None:
+        text = _given(values, self.name)
+        if text is None:
+            return None
+        if len(text) > self.longest or any(ord(character) < 0x20 for character in text) \
+                or not re.match(self.pattern, text):
+            raise ApiError(422, f"{self.name} must be at most {self.longest} characters with no control characters"
+                                f" matching {self.pattern}")
+        return text
+
+    def query(self) -> Schema:
+        # Empty means "not given" in a query, so "" is valid too.
+        return _in_query(self.name, {"type": "string", "maxLength": self.longest,
+                                     "pattern": f"^({self.pattern.removeprefix('^').removesuffix('$')})?$"},
+                         self.description)
+
+
+@dataclass(frozen=True)
 class ImageId:
     """`{id}` in a path: anything but a known id's form is simply not found (404)."""
 
@@ -293,6 +321,11 @@ SEED_TABLE = Collection("table_name")
 SEED_BODY_TABLE = Collection("Table")
 COLLECTION_IN_PATH = CollectionPath()
 LABEL = Label()
+PAGE_LIMIT = Integer("limit", 1, MOST_PER_PAGE, f"images on a page, 1..{MOST_PER_PAGE}; empty or absent: 60", default=60)
+PAGE_AFTER = Text("after", 40, "the `next` cursor of the page before; empty or absent: the first page",
+                  CURSOR.pattern)
+FOLDER = Text("folder", 4096, "only images in this folder or below it (a path on the server)",
+              "^[^\\u0000-\\u001f]*$")
 IMAGE_ID = ImageId()
 INDEX_PATH = ServerPath("path")
 SEED_FILE = ServerPath("File")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from imgsearch.browse import browse
 from imgsearch.catalog import DELETING, FAILED, INDEXED, PENDING, Catalog, CatalogError
 from imgsearch.vectors import image_id
 
@@ -144,7 +145,10 @@ def test_unreachable_database_is_one_clear_error() -> None:
 WHOLE_INDEX_READS = ("GROUP BY images.collection",)
 # Where a search by a worse index would read nearly every row: (collection, status='indexed')
 # matches most of a collection, so a chunk's look-up of twins must go by sha256.
-EXPECTED_INDEX = {"images.sha256 IN": "ix_images_collection_sha256"}
+# A page of the browse grid walks (collection, indexed_at, id) and stops at the page's end; by
+# (collection, status) it would sort the whole collection for every page.
+EXPECTED_INDEX = {"images.sha256 IN": "ix_images_collection_sha256",
+                  "ORDER BY images.indexed_at DESC": "ix_images_collection_indexed_at"}
 
 
 def explained(catalog: Catalog, statement: str, parameters: object) -> list[str]:
@@ -193,8 +197,11 @@ def test_every_query_of_an_index_run_and_a_search_uses_an_index(database_url: st
     catalog.label_counts("big")
     catalog.find_indexed_path("/big/3/3001.jpg")
     catalog.collections()
+    first = browse(catalog, "big", limit=60)  # the web page's grid: a keyset page newest first
+    browse(catalog, "big", limit=60, after=first.next)
+    browse(catalog, "big", limit=60, folder="/big/3")
     event.remove(catalog.engine, "before_cursor_execute", remember)
-    assert len(sent) >= 14
+    assert len(sent) >= 17
     scanning = []
     for statement, parameters in sent:
         plan = explained(catalog, statement, parameters)

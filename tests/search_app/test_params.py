@@ -9,6 +9,7 @@ import pytest
 
 from imgsearch.settings import TOP_K_MAX, TOP_K_MIN
 from search_app import params
+from search_app.recent_runs import RUNS_LIMIT
 from search_app.errors import ApiError
 from search_app.openapi import document
 
@@ -76,14 +77,27 @@ def test_the_document_takes_every_query_parameter_from_its_parser() -> None:
     given = [p.query() for p in (params.TOP_K, params.COLLECTION, params.LABEL, params.SEED_TABLE,
                                  params.THUMBNAIL_SIZE, params.WAIT, params.MIN_SCORE,
                                  params.DUPLICATES_MIN_SCORE, params.INCLUDE_VECTOR, params.NEGATIVE_WEIGHT,
-                                 params.POSITIVE, params.NEGATIVE)]
+                                 params.POSITIVE, params.NEGATIVE, params.PAGE_LIMIT, params.PAGE_AFTER,
+                                 params.FOLDER, RUNS_LIMIT)]
     given += [params.IMAGE_ID.parameter(), params.COLLECTION_IN_PATH.parameter()]
     for path, item in document()["paths"].items():
         for method, operation in item.items():
             for parameter in operation.get("parameters", []):
-                if (path, parameter["name"]) in {("/data", "image_path"), ("/api/index/{run_id}", "run_id")}:
+                if (path, parameter["name"]) in {("/data", "image_path"), ("/api/index/{run_id}", "run_id"),
+                                                 ("/api/resolutions/{token}/undo", "token")}:
                     continue  # any text: looked up, never parsed
                 assert parameter in given, (method, path, parameter["name"])
+
+
+def test_a_page_cursor_is_accepted_exactly_in_its_documented_form() -> None:
+    pattern = params.PAGE_AFTER.query()["schema"]["pattern"]
+    for text in ("", "0-0", "1764000000000000-4656563148385854", "9" * 17 + "-" + "9" * 18):
+        assert re.match(pattern, text)
+        params.PAGE_AFTER.parse({"after": text})
+    for text in ("1", "-1", "1-", "1--2", "a-1", "1-1 ", "9" * 18 + "-1", "1-" + "9" * 19, "１-1"):
+        assert not re.match(pattern, text), text
+        with pytest.raises(ApiError):
+            params.PAGE_AFTER.parse({"after": text})
 
 
 def test_min_score_accepts_exactly_its_documented_pattern() -> None:
