@@ -220,27 +220,6 @@ def _print_results(results: list[Result], collection: str, as_json: bool, min_sc
         print(f"{rank:3d}  {result.score:.4f}  {result.path}  [{', '.join(result.labels)}]")
 
 
-def duplicates(arguments: argparse.Namespace) -> int:
-    from imgsearch.duplicates import DEFAULT_MIN_SCORE, duplicate_groups
-
-    name, both = _collection(arguments), _stores()
-    min_score = DEFAULT_MIN_SCORE if arguments.min_score is None else arguments.min_score
-    # Stages in turn: reading vectors, then (past 20,000) learning lists and partitioning, comparing.
-    with progress_bar(not arguments.json and sys.stderr.isatty()) as progress:
-        groups = duplicate_groups(name, both.vectors, both.catalog, min_score, progress=progress)
-    if arguments.json:
-        print_json({"collection": name, "min_score": min_score, "groups": [g.as_dict() for g in groups]})
-        return 0
-    if not groups:
-        print(f"no duplicates in {name} at min score {min_score:g}")
-    for number, group in enumerate(groups, start=1):
-        print(f"group {number}: {len(group.images)} images, similarity >= {group.score:.4f}")
-        for image in group.images:
-            size = f"{image.width}x{image.height}" if image.width else "?"
-            print(f"  {image.score:.4f}  {size:>9}  {image.path}")
-    return 0
-
-
 def export(arguments: argparse.Namespace) -> int:
     from imgsearch.export import export_collection
 

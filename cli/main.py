@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     from cli import commands as run
+    from cli.duplicates import duplicates as find_duplicates
 
     weights = command("weights", run.weights, "Provision ImageNet ResNet50 weights into the cache.")
     weights.add_argument("--no-keras", action="store_true", help="skip Keras' own download")
@@ -160,12 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     _collection(similar)
     similar.add_argument("--json", action="store_true")
 
-    duplicates = command("duplicates", run.duplicates,
-                         "List groups of indexed images that are copies of each other, the largest first.")
+    duplicates = command("duplicates", find_duplicates,
+                         "List groups of indexed images that are copies of each other, the largest first; "
+                         "--resolve keeps each group's first image and removes the others from the index.")
     _collection(duplicates)
     duplicates.add_argument("--min-score", type=_score, default=None,
                             help="link images at least this similar (0.5 to 1; default 0.93: copies, "
                                  "not other photos of the same scene)")
+    duplicates.add_argument("--resolve", action="store_true",
+                            help="keep each group's first image (most pixels, then most bytes), remove the "
+                                 "others from the index; lists what it would do unless --apply")
+    duplicates.add_argument("--apply", action="store_true", help="with --resolve: do it")
+    duplicates.add_argument("--move-to", type=Path, default=None, metavar="FOLDER",
+                            help="with --resolve: move the removed images' files into FOLDER")
+    duplicates.add_argument("--delete-files", action="store_true",
+                            help="with --resolve: delete the removed images' files from disk (no undo)")
     duplicates.add_argument("--json", action="store_true")
 
     export = command("export", run.export,

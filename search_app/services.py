@@ -13,6 +13,7 @@ from imgsearch.models import AnyEncoder
 from imgsearch.settings import Settings
 from imgsearch.vectors import VectorStore
 from search_app.batching import QueryBatcher
+from search_app.resolution_store import Resolutions
 from search_app.runs import IndexRuns
 
 
@@ -22,6 +23,7 @@ class Services:
         self.encoder: AnyEncoder | None = None
         self.batcher: QueryBatcher | None = None
         self.runs = IndexRuns()
+        self.resolutions = Resolutions()
 
     def catalog(self) -> Catalog:
         return collection.catalog_of(self.settings)

@@ -158,6 +158,30 @@ def test_duplicates_lists_the_planted_groups(run, tmp_path: Path, photos: list[P
     assert [r["path"] for r in unlike] == [copies[1]]
     assert_one_line_error(run("similar", str(tmp_path / "elsewhere.jpg")), "not indexed")
 
+    # --resolve lists what it would do and changes nothing; --apply keeps each group's first image.
+    keeps = [g["images"][0]["path"] for g in body["groups"]]
+    indexed = json.loads(run("count", "--json").stdout)["indexed"]
+    others = sorted(i["path"] for g in body["groups"] for i in g["images"][1:])
+    planned = run("duplicates", "--resolve", "--move-to", "aside")
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.splitlines()[-1].startswith("dry run: 5 images in 3 groups would be removed from ")
+    assert "nothing changed. Run again with --apply" in planned.stdout and not (tmp_path / "aside").exists()
+    assert all(f"would remove {path} (moved to {tmp_path / 'aside' / Path(path).name})" in planned.stdout
+               for path in others)
+    for misuse, message in ((("--apply",), "go with --resolve"), (("--resolve", "--move-to", "x", "--delete-files"),
+                                                                  "not both")):
+        refused = run("duplicates", *misuse)  # a usage error: the usage, then one line, rc 2
+        assert refused.returncode == 2 and refused.stderr.splitlines()[-1].endswith(message), refused.stderr
+    done = run("duplicates", "--resolve", "--apply", "--move-to", "aside", "--json")
+    assert done.returncode == 0, done.stderr
+    resolutions = json.loads(done.stdout)["resolutions"]
+    assert [r["keep"]["path"] for r in resolutions] == keeps
+    assert sorted(i["path"] for r in resolutions for i in r["removed"]) == others
+    assert sorted(p.name for p in (tmp_path / "aside").iterdir()) == sorted(Path(p).name for p in others)
+    assert all(Path(path).exists() for path in keeps) and not any(Path(path).exists() for path in others)
+    assert json.loads(run("count", "--json").stdout)["indexed"] == indexed - 5
+    assert run("duplicates").stdout.startswith("no duplicates in ")
+
 
 def test_export_writes_both_files_and_refuses_an_existing_folder(run, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                  photos: list[Photo]) -> None:

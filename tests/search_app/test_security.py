@@ -28,6 +28,8 @@ MUTATING = [
     ("POST", "/api/index", {"json": {"path": "/tmp"}}),
     ("DELETE", "/api/images/1", {}),
     ("DELETE", "/api/collections/some_collection", {}),
+    ("POST", "/api/collections/some_collection/duplicates/resolve", {"json": {"keep": 1, "remove": [2], "dry_run": True}}),
+    ("POST", "/api/resolutions/some-token/undo", {}),
     ("POST", "/img/load", {"json": {"File": "/tmp"}}),
     ("POST", "/img/upload", {"files": {"image": ("x.png", png((8, 8)))}}),
     ("POST", "/img/drop", {"params": {"table_name": "some_collection"}}),
