@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from imgsearch.browse import folder_counts
 from imgsearch.collection import counts as collection_counts
 from imgsearch.collection import delete as delete_from_both
 from imgsearch.collection import drop as drop_from_both
@@ -256,6 +257,7 @@ async def collection_detail(request: Request) -> Response:
     return JSONResponse({
         "name": name, "count": found.indexed, "vectors": found.vectors, "failed": found.failed,
         "pending": found.pending, "labels": await run_in_threadpool(stores.catalog.label_counts, name),
+        "folders": await run_in_threadpool(folder_counts, stores.catalog, name),
     })
 
 

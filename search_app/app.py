@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from imgsearch import collection, resources
 from imgsearch.settings import Settings, get_settings
-from search_app import api, openapi, seed
+from search_app import api, browsing, openapi, recent_runs, resolutions, seed
 from search_app.batching import QueryBatcher
 from search_app.errors import HANDLERS
 from search_app.limits import BodyLimit
@@ -102,6 +102,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
         Route("/docs", openapi.docs, methods=["GET"]),
         *api.ROUTES,
+        *browsing.ROUTES,
+        *resolutions.ROUTES,
+        *recent_runs.ROUTES,
         *seed.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger"),

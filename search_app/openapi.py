@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 import imgsearch
 from search_app import params
 from search_app.api import MAX_QUERY_IMAGES
+from search_app.recent_runs import RUNS_LIMIT
 
 JSON = "application/json"
 
@@ -97,7 +98,48 @@ SCHEMAS: dict[str, Any] = {
                                   "vectors": {"type": "integer"}, "failed": {"type": "integer"},
                                   "pending": {"type": "integer",
                                               "description": "found by a run, not yet indexed"},
-                                  "labels": {"type": "object", "additionalProperties": {"type": "integer"}}}},
+                                  "labels": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                  "folders": {"type": "object", "additionalProperties": {"type": "integer"},
+                                              "description": "images per folder, the fullest first (500 at most)"}}},
+    "ImagePage": {"type": "object", "required": ["collection", "images", "next"], "properties": {
+        "collection": {"type": "string"},
+        "images": {"type": "array", "description": "the most recently indexed first", "items": {
+            "type": "object", "required": ["id", "path", "labels", "image_url", "thumbnail_url"], "properties": {
+                "id": {"type": "integer"}, "path": {"type": "string"}, "folder": {"type": "string"},
+                "labels": {"type": "array", "items": {"type": "string"}},
+                "width": {"type": "integer", "nullable": True}, "height": {"type": "integer", "nullable": True},
+                "size": {"type": "integer", "nullable": True}, "indexed_at": {"type": "string", "nullable": True},
+                "image_url": {"type": "string"}, "thumbnail_url": {"type": "string"}}}},
+        "next": {"type": "string", "nullable": True, "description": "`after` for the next page; null on the last"}}},
+    "ResolveRequest": {"type": "object", "required": ["keep", "remove"], "properties": {
+        "keep": {"type": "integer", "minimum": 0, "description": "the image to keep (a group's first is suggested)"},
+        "remove": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "integer", "minimum": 0},
+                   "description": "the images to take out of the index"},
+        "move_to": {"type": "string", "nullable": True,
+                    "description": "move their files into this absolute folder (inside INDEX_ROOTS when set)"},
+        "delete_files": {"type": "boolean", "description": "delete their files from disk (cannot be undone)"},
+        "dry_run": {"type": "boolean", "description": "only say what would be done"}}},
+    "Resolution": {"type": "object", "required": ["collection", "keep", "removed", "dry_run", "undo_url"],
+                   "properties": {
+        "collection": {"type": "string"}, "dry_run": {"type": "boolean"}, "undoable": {"type": "boolean"},
+        "keep": {"type": "object", "properties": {"id": {"type": "integer"}, "path": {"type": "string"}}},
+        "removed": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "path": {"type": "string"},
+            "moved_to": {"type": "string", "nullable": True}, "deleted": {"type": "boolean"},
+            "error": {"type": "string", "nullable": True,
+                      "description": "out of the index, but the file could not be moved or deleted"}}}},
+        "undo_url": {"type": "string", "nullable": True,
+                     "description": "POST here to undo, while this server process runs; null if files were deleted"}}},
+    "Runs": {"type": "object", "required": ["runs"], "properties": {"runs": {"type": "array", "items": {
+        "type": "object", "required": ["id", "name", "flow", "state"], "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"}, "flow": {"type": "string"},
+            "state": {"type": "string", "description": "COMPLETED, RUNNING, FAILED, ..."},
+            "state_name": {"type": "string"},
+            "start_time": {"type": "string", "nullable": True}, "end_time": {"type": "string", "nullable": True},
+            "parameters": {"type": "object"},
+            "figures": {"type": "object", "description": "the run's summary table (found, indexed, failed, ...)"},
+            "ui_url": {"type": "string", "nullable": True,
+                       "description": "the run in the Prefect UI; null on Prefect's temporary API"}}}}}},
     "DuplicateGroups": {"type": "object", "required": ["collection", "min_score", "groups", "took_ms"], "properties": {
         "collection": {"type": "string"}, "min_score": {"type": "number"}, "took_ms": {"type": "number"},
         "groups": {"type": "array", "description": "the largest groups first, then the closest", "items": {
@@ -185,6 +227,27 @@ PATHS: dict[str, Any] = {
         "Groups of images that are copies of each other", {
             "200": json_response("the groups", ref("DuplicateGroups")), **errors(404, 422, 503)},
         parameters=[NAME, params.DUPLICATES_MIN_SCORE.query()], tag="manage")},
+    "/api/collections/{name}/images": {"get": operation(
+        "Browse a collection: its images, the most recently indexed first, a page at a time", {
+            "200": json_response("a page", ref("ImagePage")), **errors(404, 422, 503)},
+        parameters=[NAME, params.PAGE_LIMIT.query(), params.PAGE_AFTER.query(), LABEL, params.FOLDER.query()])},
+    "/api/collections/{name}/duplicates/resolve": {"post": operation(
+        "Resolve a duplicate group: keep one image, take the others out of the index (files moved or kept)", {
+            "200": json_response("what was done (or would be, with dry_run)", ref("Resolution")),
+            **errors(400, 401, 403, 404, 422, 503)},
+        parameters=[NAME], body={"required": True, "content": {JSON: {"schema": ref("ResolveRequest")}}},
+        secured=True, tag="manage")},
+    "/api/resolutions/{token}/undo": {"post": operation(
+        "Undo a resolution: files moved back, records and vectors restored", {
+            "200": json_response("restored", {"type": "object", "properties": {
+                "collection": {"type": "string"}, "restored": {"type": "integer"}}}),
+            **errors(401, 404, 422, 503)},
+        parameters=[{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
+        secured=True, tag="manage")},
+    "/api/runs": {"get": operation(
+        "Recent index, sync and reconcile runs, from the Prefect API", {
+            "200": json_response("the newest first", ref("Runs")), **errors(422, 503)},
+        parameters=[RUNS_LIMIT.query()], tag="manage")},
     "/api/index": {"post": operation(
         "Start indexing a folder on the server (a Prefect flow run)", {
             "202": json_response("started", ref("IndexStarted")), **errors(400, 401, 403, 404, 422, 503)},

@@ -17,6 +17,7 @@ stops it when it ends.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -161,6 +162,58 @@ class PrefectApi:
         except ObjectNotFound:
             return None
 
+    def recent_runs(self, flows: list[str], limit: int) -> list[dict[str, Any]]:
+        """The newest top-level runs of these flows (a sync's own index subflow is left out), each
+        with its state, times, parameters, the figures of its summary table artifact, and its
+        page in the Prefect UI (when the API has one: not Prefect's temporary API)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType, FlowFilter, FlowFilterName, FlowRunFilter,
+            FlowRunFilterParentTaskRunId,
+        )
+        from prefect.client.schemas.sorting import FlowRunSort
+        from prefect.settings import get_current_settings
+
+        self.reach()
+        ui = get_current_settings().ui_url
+        with get_client(sync_client=True) as client:
+            names = {flow.id: flow.name for flow in client.read_flows(flow_filter=FlowFilter(
+                name=FlowFilterName(any_=flows)))}
+            if not names:
+                return []
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=flows)),
+                flow_run_filter=FlowRunFilter(parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True)),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit)
+            tables = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run.id for run in runs]),
+                type=ArtifactFilterType(any_=["table"]))) if runs else []
+        figures: dict[UUID, dict[str, Any]] = {}
+        for table in tables:
+            rows = _table_rows(table.data)
+            figures.setdefault(table.flow_run_id, {}).update(  # type: ignore[arg-type]
+                {str(row.get("metric")): row.get("value") for row in rows if isinstance(row, dict) and "metric" in row})
+        return [{
+            "id": str(run.id), "name": run.name, "flow": names.get(run.flow_id, ""),
+            "state": run.state.type.value if run.state else "UNKNOWN",
+            "state_name": run.state.name if run.state else "Unknown",
+            "start_time": run.start_time.isoformat() if run.start_time else None,
+            "end_time": run.end_time.isoformat() if run.end_time else None,
+            "parameters": {key: value for key, value in run.parameters.items() if key in ("path", "collection")},
+            "figures": figures.get(run.id, {}),
+            "ui_url": f"{ui.rstrip('/')}/runs/flow-run/{run.id}" if ui else None,
+        } for run in runs]
+
     def close(self) -> None:
         if self._owns_temporary:
             stop_temporary_api()
+
+
+def _table_rows(data: Any) -> list[Any]:
+    """A table artifact's rows: Prefect stores them as JSON text."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return []
+    return data if isinstance(data, list) else []
