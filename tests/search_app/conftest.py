@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import threading
 import time
@@ -27,6 +29,10 @@ from tests.conftest import write_folder
 
 COLLECTION = "http_photos"
 PHOTOS = 30
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TIMEOUT_MS = 120_000  # generous: a search on 2 busy cores can take seconds, not 30 s of default
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+         "--disable-background-networking", "--disable-component-update"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -103,3 +109,18 @@ def site(
             yield site
         release_stores()
         get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's headless Chromium, driven by Playwright."""
+    if CHROMIUM is None:
+        if os.environ.get("IMGSEARCH_REQUIRE_BROWSER"):
+            pytest.fail("IMGSEARCH_REQUIRE_BROWSER is set but no chromium is installed")
+        pytest.skip("no chromium installed (setup.sh --test installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        launched.close()
