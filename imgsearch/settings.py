@@ -43,44 +43,60 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
 
-    milvus_uri: str = Field("", description="Milvus Lite path or http(s):// server URI")
-    milvus_token: str = ""
-    milvus_index: Literal["", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW"] = Field(
-        "", description="index of new collections; empty: FLAT on Milvus Lite, HNSW on a server"
-    )
-    database_url: str = Field("", description="SQLAlchemy URL of the catalog")
-    default_table: str = "milvus_img_search"
-    vector_dimension: int = 2048
-    top_k: int = Field(10, ge=TOP_K_MIN, le=TOP_K_MAX)
-    pooling: Literal["avg", "max", "gem"] = Field("gem", description="gem (p=3, default), avg or max")
-    precision: Precision = Field(
-        "dynamic", description="dynamic, int8 (quantised, on LiteRT) or fp32, bf16 (Keras)")
-    batch_size: int = Field(32, ge=1, le=512)
-    chunk_size: int = Field(256, ge=1, le=100_000)
-    decode_threads: int = Field(2, ge=1, le=64)
-    data_dir: Path = Path("data")
+    milvus_uri: str = Field("", description=(
+        "a Milvus Lite file (`*.db`, relative or absolute), or `http://host:19530` for a Milvus server or cluster "
+        "(pymilvus reads a variable of this name when imported and accepts only `http(s)://`; imgsearch imports it "
+        "with that variable, and its `.env` loading, turned off, so a Lite path never reaches it)"),
+        json_schema_extra={"shown_default": "data/milvus.db"})
+    milvus_token: str = Field("", description="`user:password` or an API key for a secured Milvus")
+    milvus_index: Literal["", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW"] = Field("", description=(
+        "index of new collections: `FLAT`, `IVF_FLAT`, `IVF_SQ8` (nlist 1024, searched with nprobe 32; a third of "
+        "HNSW's memory) or `HNSW`; empty: FLAT on Milvus Lite, HNSW on a server, rebuilt as IVF_SQ8 when the "
+        "collection passes 250,000 images ([Scaling out](scaling.md)); a collection given an index here keeps it"))
+    database_url: str = Field("", description=(
+        "any SQLAlchemy URL: `mysql+pymysql://user:pw@host:3306/db` for MySQL/MariaDB"),
+        json_schema_extra={"shown_default": "sqlite:///data/catalog.db"})
+    default_table: str = Field("milvus_img_search", description="the collection used when `--collection` is not given")
+    vector_dimension: int = Field(2048, description="ResNet50's feature size (the only valid value)")
+    top_k: int = Field(10, ge=TOP_K_MIN, le=TOP_K_MAX, description="results per search when not given (1..100)")
+    pooling: Literal["avg", "max", "gem"] = Field("gem", description=(
+        "global pooling of the last feature map: `gem` (generalised mean, p=3: measured best), `avg` or `max` (the "
+        "seed's); see [the model](model.md). A collection remembers the pooling its vectors were made with"))
+    precision: Precision = Field("dynamic", description=(
+        "`dynamic` (int8 weights) or `int8` (int8 weights and activations) on LiteRT with XNNPACK; `fp32` or `bf16` "
+        "on Keras; see [the model](model.md). A collection remembers the precision its vectors were made with"))
+    batch_size: int = Field(32, ge=1, le=512, description=(
+        "images per forward pass on Keras (LiteRT runs batches of 8, its fastest here)"))
+    chunk_size: int = Field(256, ge=1, le=100_000, description="images per Prefect task")
+    decode_threads: int = Field(2, ge=1, le=64, description="Pillow decoding threads running ahead of the model")
+    data_dir: Path = Field(Path("data"), description="where the embedded defaults live")
     cache_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        / "imgsearch"
-    )
-    weights: Path | None = Field(None, validation_alias="IMGSEARCH_WEIGHTS")
-    api_key: str = Field("", description="when set, mutating HTTP routes require it")
-    max_upload_mb: float = Field(20.0, gt=0, le=1024)
-    thumbnail_cache_mb: float = Field(512.0, gt=0, description="bound of DATA_DIR/thumbnails")
+        / "imgsearch", description="the weights and converted models", json_schema_extra={
+            "shown_default": "$XDG_CACHE_HOME/imgsearch or ~/.cache/imgsearch"})
+    weights: Path | None = Field(None, validation_alias="IMGSEARCH_WEIGHTS", description=(
+        "a local ResNet50 weights file to use instead of the cache"))
+    api_key: str = Field("", description=(
+        "when set, HTTP routes that change something need it (`Authorization: Bearer KEY` or `X-API-Key: KEY`)"))
+    max_upload_mb: float = Field(20.0, gt=0, le=1024, description="the largest request body the service accepts")
+    thumbnail_cache_mb: float = Field(512.0, gt=0, description="the bound of the thumbnail cache, DATA_DIR/thumbnails")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "warning", validation_alias="IMGSEARCH_LOG_LEVEL",
-        description="imgsearch's own log level; debug also shows TensorFlow's start-up lines")
-    index_roots_raw: str = Field("", validation_alias="INDEX_ROOTS",
-                                 description="colon-separated folders HTTP clients may index; empty: any")
+        description=("imgsearch's own log level; `debug` (or `imgsearch --verbose`) also shows TensorFlow's "
+                     "start-up lines, in every process started from there"))
+    index_roots_raw: str = Field("", validation_alias="INDEX_ROOTS", description=(
+        "colon-separated folders that `POST /api/index` may index (and duplicates may be moved into); empty: any"))
 
     # The seed's settings (Milvus bootcamp `config.py`).
-    milvus_host: str | None = None
-    milvus_port: int | None = Field(None, ge=1, le=65535)
-    mysql_host: str | None = None
-    mysql_port: int = Field(3306, ge=1, le=65535)
-    mysql_user: str = "root"
-    mysql_pwd: str = ""
-    mysql_db: str = "default"
+    milvus_host: str | None = Field(None, description=(
+        "the seed's: when set (and `MILVUS_URI` is not) it builds `http://MILVUS_HOST:MILVUS_PORT`"))
+    milvus_port: int | None = Field(None, ge=1, le=65535, description="the seed's; 19530 when not set")
+    mysql_host: str | None = Field(None, description=(
+        "the seed's: when set (and `DATABASE_URL` is not), the `MYSQL_*` settings build a `mysql+pymysql://` URL"))
+    mysql_port: int = Field(3306, ge=1, le=65535, description="the seed's")
+    mysql_user: str = Field("root", description="the seed's")
+    mysql_pwd: str = Field("", description="the seed's")
+    mysql_db: str = Field("default", description="the seed's")
 
     @field_validator("default_table")
     @classmethod
