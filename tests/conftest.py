@@ -180,6 +180,19 @@ def prefect_api() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def prefect_api_url(prefect_api: None) -> str:
+    """The session's Prefect API, for subprocesses to report to. A command given no PREFECT_API_URL
+    starts Prefect's temporary API, which costs about 8 s of CPU each time (an `imgsearch index` of
+    one photo: 11.3 s of CPU without, 3.3 s with); the tests of that default path keep it (the
+    signal tests, the demo, a watcher stopped during its catch-up), the others share this one."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "prefect_test_harness sets PREFECT_API_URL"
+    return str(url)
+
+
+@pytest.fixture(scope="session")
 def prefect_home_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PREFECT_HOME whose database is already migrated: a stack test copies it
     into DATA_DIR/prefect so that its Prefect server starts in ~6 s, not ~13 s."""

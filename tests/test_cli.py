@@ -24,15 +24,18 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def run(tmp_path: Path, prefect_home: Path):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, prefect_home: Path, prefect_api_url: str):  # type: ignore[no-untyped-def]
+    """`imgsearch ARGS` as a process, reporting its flow runs to the session's Prefect API; with
+    `own_api=True` as a user runs it first, with no PREFECT_API_URL (Prefect's temporary API)."""
     base = {key: value for key, value in os.environ.items()
             if not key.startswith(("MILVUS_", "MYSQL_", "DATABASE_URL", "PREFECT_API", "DEFAULT_TABLE"))}
     base.update(DATA_DIR=str(tmp_path / "data"), PREFECT_HOME=str(prefect_home),
                 PREFECT_SERVER_ANALYTICS_ENABLED="false")
 
-    def invoke(*arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
+    def invoke(*arguments: str, own_api: bool = False, **env: str) -> subprocess.CompletedProcess[str]:
+        api = {} if own_api else {"PREFECT_API_URL": prefect_api_url}
         return subprocess.run([IMGSEARCH, *arguments], capture_output=True, text=True,
-                              env={**base, **env}, cwd=tmp_path, timeout=600, check=False)
+                              env={**base, **api, **env}, cwd=tmp_path, timeout=600, check=False)
 
     return invoke
 
@@ -124,7 +127,7 @@ def test_demo_indexes_a_folder_then_finds_a_copy_of_its_first_photo(  # type: ig
 ) -> None:
     """The README's first command, with a folder of the user's (the sample set is the same path)."""
     paths = sorted(write_folder(tmp_path / "mine", photos, 12))
-    done = run("demo", str(tmp_path / "mine"))
+    done = run("demo", str(tmp_path / "mine"), own_api=True)  # as a new user runs it: no Prefect server
     assert done.returncode == 0, done.stderr[-2000:]
     assert "indexed 12, unchanged 0, failed 0 of 12 images" in done.stdout
     first_hit = next(line for line in done.stdout.splitlines() if line.strip().startswith("1 "))

@@ -40,13 +40,13 @@ def index(path: Path, collection: str, runner: str, env: dict[str, str]) -> dict
 
 
 def test_dask_indexes_exactly_what_threads_index(
-    milvus_lite_server: str, tmp_path: Path, photos: list[Photo]
+    milvus_lite_server: str, tmp_path: Path, photos: list[Photo], prefect_api_url: str
 ) -> None:
     paths = write_folder(tmp_path / "photos", photos, 20)
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
     database = f"sqlite:///{tmp_path / 'catalog.db'}"
     env = clean_env(MILVUS_URI=milvus_lite_server, DATABASE_URL=database, DATA_DIR=str(tmp_path / "data"),
-                    PREFECT_HOME=str(tmp_path / "prefect"))
+                    PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=prefect_api_url)
 
     threads = index(tmp_path / "photos", "by_threads", "threads", env)
     dask = index(tmp_path / "photos", "by_dask", "dask", env)

@@ -21,6 +21,13 @@ from tests.test_cli_signals import Command, env  # noqa: F401 - fixture reused
 pytestmark = pytest.mark.usefixtures("weights")
 
 
+@pytest.fixture
+def shared_env(env: dict[str, str], prefect_api_url: str) -> dict[str, str]:
+    """The watcher's flow runs reported to the session's Prefect API, not a temporary one of its own
+    (about 8 s of CPU at each start); `env` keeps the default for the test whose point includes it."""
+    return {**env, "PREFECT_API_URL": prefect_api_url}
+
+
 class CatalogReader:
     """The watcher's SQLite catalog, read from outside as another process would."""
 
@@ -59,12 +66,12 @@ def after_a_batch(check: Callable[[], bool], command: Command, seen: int) -> Non
 
 
 def test_watch_follows_adds_edits_moves_deletes_and_half_written_files(
-        tmp_path: Path, photos: list[Photo], env: dict[str, str]) -> None:
+        tmp_path: Path, photos: list[Photo], shared_env: dict[str, str]) -> None:
     root = tmp_path / "watched"
     before = write_folder(root, photos[:2], 4)                       # there before the watcher starts
     spare = write_folder(tmp_path / "spare", photos[4:], 8, seed=5)
     catalog = CatalogReader(tmp_path / "data")
-    command = Command(["watch", str(root)], env, tmp_path)
+    command = Command(["watch", str(root)], shared_env, tmp_path)
     try:
         command.wait_for(lambda: command.said("watching "))
         assert command.said(f"caught up with {root}: found 4, embedded 4")
@@ -148,14 +155,14 @@ def test_watch_follows_adds_edits_moves_deletes_and_half_written_files(
 
 
 def test_a_watcher_stopped_with_changes_queued_catches_up_on_start(
-        tmp_path: Path, photos: list[Photo], env: dict[str, str]) -> None:
+        tmp_path: Path, photos: list[Photo], shared_env: dict[str, str]) -> None:
     """SIGTERM as the first batch is taken, before its run: the next start (polling, this time)
     finds the change by its catch-up, then follows new changes by polling."""
     root = tmp_path / "watched"
     write_folder(root, photos[:1], 2)
     spare = write_folder(tmp_path / "spare", photos[4:], 2, seed=5)
     catalog = CatalogReader(tmp_path / "data")
-    command = Command(["watch", str(root)], {**env, "IMGSEARCH_FAILPOINT": "watch-batch@1:SIGTERM"}, tmp_path)
+    command = Command(["watch", str(root)], {**shared_env, "IMGSEARCH_FAILPOINT": "watch-batch@1:SIGTERM"}, tmp_path)
     command.wait_for(lambda: command.said("watching "))
     queued = root / "queued.jpg"
     shutil.copy(spare[0], queued)
@@ -164,7 +171,7 @@ def test_a_watcher_stopped_with_changes_queued_catches_up_on_start(
     assert command.survivors() == []
     assert catalog.status(queued) is None, "the batch was not run"
 
-    again = Command(["watch", str(root), "--poll", "0.5"], env, tmp_path)
+    again = Command(["watch", str(root), "--poll", "0.5"], shared_env, tmp_path)
     try:
         again.wait_for(lambda: again.said("watching "))
         assert again.said(f"caught up with {root}: found 3, embedded 1")
@@ -184,10 +191,10 @@ def test_a_watcher_stopped_with_changes_queued_catches_up_on_start(
 
 
 def test_watch_stopped_during_a_batch_leaves_nothing_behind_and_catches_up(
-        tmp_path: Path, photos: list[Photo], env: dict[str, str]) -> None:
+        tmp_path: Path, photos: list[Photo], shared_env: dict[str, str]) -> None:
     root = tmp_path / "watched"
     root.mkdir()
-    command = Command(["watch", str(root)], env, tmp_path)
+    command = Command(["watch", str(root)], shared_env, tmp_path)
     command.wait_for(lambda: command.said("watching "))
     write_folder(tmp_path / "staging", photos, 40)
     shutil.copytree(tmp_path / "staging", root / "copied")
@@ -195,7 +202,7 @@ def test_watch_stopped_during_a_batch_leaves_nothing_behind_and_catches_up(
     code = command.stop(signal.SIGTERM)
     assert code == 128 + signal.SIGTERM and command.said("imgsearch: interrupted"), "".join(command.lines)[-2000:]
     assert command.survivors() == []
-    again = Command(["watch", str(root)], env, tmp_path)
+    again = Command(["watch", str(root)], shared_env, tmp_path)
     try:
         again.wait_for(lambda: again.said("watching "))
         assert again.said(f"caught up with {root}: found 40,"), "".join(again.output)

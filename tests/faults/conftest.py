@@ -32,16 +32,6 @@ def mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
         yield server
 
 
-@pytest.fixture
-def prefect_api_url(prefect_api: None) -> str:
-    """The session's temporary Prefect API, for subprocesses to report to."""
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "prefect_test_harness sets PREFECT_API_URL"
-    return str(url)
-
-
 def index_command(folder: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "cli.main", "index", str(folder), "--json", *extra]
 
