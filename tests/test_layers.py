@@ -1,4 +1,4 @@
-"""The import rules ARCHITECTURE.md states: one direction between packages, no cycle between
+"""The import rules docs/architecture.md states: one direction between packages, no cycle between
 modules, and a core that imports neither Prefect nor Starlette. Read from the source (`ast`),
 so imports inside functions count too."""
 

@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 
 from imgsearch.samples import recompressed_copy
-from tests.conftest import ARTIFACTS, write_folder
+from tests.conftest import ARTIFACTS, ROOT, write_folder
 from tests.search_app.conftest import COLLECTION, TIMEOUT_MS, Site
 from tests.test_duplicates import plant
 
 BROWSE_PAGE = 60  # what the page asks for at a time
+# The phone screenshots land in tests/artifacts; with IMGSEARCH_UPDATE_SCREENSHOTS=1, in docs/images,
+# where the documentation shows them.
+SHOTS = ROOT / "docs" / "images" if os.environ.get("IMGSEARCH_UPDATE_SCREENSHOTS") else ARTIFACTS
 
 
 class Page:
@@ -227,22 +230,22 @@ def test_a_390_px_phone_screen_shows_every_view(browser: Any, site: Site, grown:
     tab = phone.open("?collection=grown")
     tab.wait_for_selector("#results li")
     tab.wait_for_function("[...document.querySelectorAll('#results img')].slice(0, 4).every(i => i.complete)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     wide = "document.documentElement.scrollWidth"
     assert tab.evaluate(wide) <= 390, "nothing runs off the side of the screen"
     tiles = tab.locator("#results li")
     assert tiles.first.bounding_box()["width"] >= 150  # two to a row, not a strip of thumbnails
-    tab.screenshot(path=str(ARTIFACTS / "phone_browse.png"))
+    tab.screenshot(path=str(SHOTS / "phone_browse.png"))
     tiles.first.click()
     tab.wait_for_selector("#detail[open] #detail-facts dd")
     tab.wait_for_function("document.getElementById('detail-image').complete")
     box = tab.locator("#detail").bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and tab.evaluate(wide) <= 390
-    tab.screenshot(path=str(ARTIFACTS / "phone_detail.png"))
+    tab.screenshot(path=str(SHOTS / "phone_detail.png"))
     tab.click("#detail-more")
     phone.wait_title("More like image")
     time.sleep(0.2)
     assert tab.evaluate(wide) <= 390
-    tab.screenshot(path=str(ARTIFACTS / "phone_results.png"), full_page=True)
+    tab.screenshot(path=str(SHOTS / "phone_results.png"), full_page=True)
     assert phone.errors == []
     tab.close()
