@@ -95,19 +95,22 @@ def undo(stores: Stores, resolution: Resolution) -> int:
     first as pending and marked indexed after its vector (the order an index run writes in)."""
     if not resolution.undoable:
         raise BadInput("this resolution deleted files (or was a dry run): it cannot be undone")
-    back = []
-    for image in resolution.removed:
-        if image.moved_to and os.path.exists(image.moved_to):
-            if os.path.exists(image.record["path"]):
-                raise BadInput(f"cannot move {image.moved_to} back: {image.record['path']} exists again")
-            Path(image.record["path"]).parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(image.moved_to, image.record["path"])
-        back.append(image)
-    rows = [image.record for image in back if image.vector is not None]
+    moves = [(image.moved_to, image.record["path"]) for image in resolution.removed
+             if image.moved_to and os.path.exists(image.moved_to)]  # one moved back already is skipped
+    taken = [original for _, original in moves if os.path.exists(original)]
+    if taken:  # checked before any file moves, so a refused undo changes nothing
+        raise BadInput(f"cannot move files back: {taken[0]} exists again" +
+                       (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""))
+    for moved_to, original in moves:
+        Path(original).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(moved_to, original)
+    restorable = [(image.record, image.vector) for image in resolution.removed if image.vector is not None]
+    if not restorable:  # none had a vector to restore
+        return 0
+    rows = [row for row, _ in restorable]
     stores.catalog.upsert(resolution.collection, [{**row, "status": PENDING} for row in rows])
     stores.vectors.upsert(resolution.collection, [row["id"] for row in rows],
-                          np.stack([image.vector for image in back if image.vector is not None])
-                          if rows else np.zeros((0, 0), np.float32),
+                          np.stack([vector for _, vector in restorable]),
                           [row["labels"] for row in rows], [row["folder"] for row in rows])
     stores.catalog.upsert(resolution.collection, rows)
     return len(rows)

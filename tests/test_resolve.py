@@ -56,6 +56,12 @@ def test_resolve_moves_files_out_and_undo_puts_everything_back(env: Path, tmp_pa
     assert [image.error for image in done.removed] == [None] * len(others) and done.undoable
     assert others[0] not in {r.id for r in like_these([keep], [], "lib", 20, both.vectors, both.catalog)}
 
+    back_again = Path(before_records[others[0]])
+    back_again.write_bytes(b"a new file where a moved one was")  # an undo that would overwrite it is refused
+    with pytest.raises(BadInput, match="exists again"):
+        undo(both, done)
+    assert sorted(os.listdir(moved_into)) == sorted(Path(before_records[i]).name for i in others)  # nothing moved
+    back_again.unlink()
     assert undo(both, done) == len(others)
     after_records, after_vectors = snapshot("lib")
     assert after_records == before_records
