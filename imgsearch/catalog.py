@@ -9,25 +9,23 @@ pymysql. Every statement is built by SQLAlchemy with bound parameters.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, ColumnElement, DateTime, Index, Integer, String, Text, create_engine, delete, event,
-    func, select, update,
+    JSON, BigInteger, ColumnElement, DateTime, Index, Integer, String, Text, delete, func, select, update,
 )
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from imgsearch.errors import Unavailable, renamed
+from imgsearch.sql_engine import WRITE_OPTION, engine_for
 
 PENDING, INDEXED, FAILED, DELETING = "pending", "indexed", "failed", "deleting"
 # MySQL compares VARCHAR case-insensitively by default; paths are case-sensitive.
@@ -111,7 +109,7 @@ class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = describe(url)
-        self.engine = _engine(url)
+        self.engine = engine_for(url)
         # Transactions that write start with BEGIN IMMEDIATE on SQLite (see _engine).
         self.writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self._create_tables()
@@ -367,61 +365,6 @@ class Catalog:
 def _parts(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-WRITE_OPTION = "imgsearch_writes"
-
-
-def _engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=10)
-
-
-def _sqlite_engine(url: str) -> Engine:
-    """SQLAlchemy's documented pysqlite recipe (dialects/sqlite, "Serializable isolation /
-    Savepoints / Transactional DDL"): pysqlite's own BEGIN is turned off and SQLAlchemy's
-    `begin` event emits ours. A transaction that writes begins IMMEDIATE, taking the write
-    lock first, where `busy_timeout` waits for another writer. A deferred one that read
-    first and then writes after another writer committed gets "database is locked" at
-    once: SQLite cannot wait there without deadlock (seen with two index runs starting
-    together). Reads stay deferred, and in WAL mode never wait for the writer."""
-    engine = create_engine(url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
-        _use_wal(cursor)  # readers never block the writer
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Any) -> None:
-        writes = connection.get_execution_options().get(WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
-
-    return engine
-
-
-def _use_wal(cursor: Any, attempts: int = 40) -> None:
-    """Put the database in WAL mode. Switching takes an exclusive lock, and SQLite answers
-    "database is locked" at once, without its busy wait, to a second process switching a new
-    database at the same moment (seen: two index runs starting on a new catalog, 1 round in 6
-    of 4 processes). WAL is then a property of the file, so whoever comes later finds it set."""
-    for attempt in range(attempts):
-        try:
-            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or attempt == attempts - 1:
-                raise
-            time.sleep(min(0.5, 0.02 * (attempt + 1)))
 
 
 def database_errors(where: str, operation: str) -> AbstractContextManager[None]:

@@ -18,6 +18,7 @@ from search_app.api import json_body, services
 from search_app.auth import require_api_key
 from search_app.errors import ApiError
 
+
 def _image_id(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**params.ID_BITS:
         raise ApiError(422, f"{name} must be image ids (integers), got {str(value)[:40]!r}")
