@@ -68,6 +68,10 @@ class ImageRecord(Base):
         Index("ix_images_path", "path", mysql_length={"path": 500}, mariadb_length={"path": 500}),
     )
 
+    def as_row(self) -> dict[str, Any]:
+        """The record as `Catalog.upsert` takes it back (a copy, a resolution's undo)."""
+        return {"id": self.id, **{key: getattr(self, key) for key in UPDATABLE}}
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "collection": self.collection, "path": self.path,
@@ -254,7 +258,7 @@ class Catalog:
                 records = list(session.scalars(query))
             if not records:
                 return
-            yield [{"id": record.id, **{key: getattr(record, key) for key in UPDATABLE}} for record in records]
+            yield [record.as_row() for record in records]
             after = records[-1].id
 
     def by_path(self, collection: str, path: str) -> ImageRecord | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from imgsearch.catalog import INDEXED, PENDING, ImageRecord
+from imgsearch.catalog import INDEXED, PENDING
 from imgsearch.collection import Stores, delete
 from imgsearch.errors import BadInput, NotFound
 
@@ -79,14 +79,14 @@ def resolve(stores: Stores, collection: str, keep: int, remove: list[int], *, mo
     resolution = Resolution(collection, keep, records[keep].path, dry_run=dry_run)
     if dry_run:
         taken: set[str] = set()
-        resolution.removed = [Removed(_row(records[image]), None, _free_name(target, records[image].path, taken)
+        resolution.removed = [Removed(records[image].as_row(), None, _free_name(target, records[image].path, taken)
                                       if target else None, delete_files) for image in remove]
         return resolution
     vectors = stores.vectors.vectors(collection, remove)
     delete(stores, collection, remove)  # out of the index first: a failed move then loses nothing
     for image in remove:
         record = records[image]
-        resolution.removed.append(_dispose(_row(record), vectors.get(image), target, delete_files))
+        resolution.removed.append(_dispose(record.as_row(), vectors.get(image), target, delete_files))
     return resolution
 
 
@@ -114,13 +114,6 @@ def undo(stores: Stores, resolution: Resolution) -> int:
                           [row["labels"] for row in rows], [row["folder"] for row in rows])
     stores.catalog.upsert(resolution.collection, rows)
     return len(rows)
-
-
-def _row(record: ImageRecord) -> dict[str, Any]:
-    return {"id": record.id, "path": record.path, "sha256": record.sha256, "size": record.size,
-            "mtime": record.mtime, "width": record.width, "height": record.height,
-            "labels": list(record.labels or []), "folder": record.folder, "status": record.status,
-            "error": record.error, "indexed_at": record.indexed_at}
 
 
 def _target_folder(move_to: str) -> Path:

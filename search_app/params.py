@@ -13,7 +13,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from imgsearch.browse import CURSOR, MOST_PER_PAGE
-from imgsearch.discover import canonical_path
+from imgsearch.discover import canonical_path, is_within
 from imgsearch.duplicates import DEFAULT_MIN_SCORE, LOWEST_MIN_SCORE
 from imgsearch.searching import MIN_SCORE_HIGH, MIN_SCORE_LOW, MOST_EXAMPLES
 from imgsearch.searching import NEGATIVE_WEIGHT as DEFAULT_NEGATIVE_WEIGHT
@@ -272,6 +272,13 @@ class ImageIds:
                            "items": {"type": "string", "pattern": ImageId.PATTERN}}}
 
 
+def require_within_roots(path: str, roots: list[str], name: str) -> None:
+    """403 unless the canonical `path` lies at or below one of INDEX_ROOTS (when any is set)."""
+    allowed = [canonical_path(root) for root in roots]
+    if allowed and not any(is_within(path, root) for root in allowed):
+        raise ApiError(403, f"{name} is outside INDEX_ROOTS", "forbidden")
+
+
 @dataclass(frozen=True)
 class ServerPath:
     """A folder or image on the server that may be indexed: inside INDEX_ROOTS when set."""
@@ -284,9 +291,7 @@ class ServerPath:
             raise ApiError(422, f"{self.name} must be a non-empty string without NUL: "
                                 "a folder or image on the server")
         path = canonical_path(raw)
-        allowed = [canonical_path(root) for root in roots]
-        if allowed and not any(path == root or path.startswith(root.rstrip("/") + "/") for root in allowed):
-            raise ApiError(403, f"{self.name} is outside INDEX_ROOTS", "forbidden")
+        require_within_roots(path, roots, self.name)
         if not os.path.exists(path):
             raise ApiError(404, f"no such file or folder on the server: {raw[:200]}")
         return path

@@ -40,9 +40,7 @@ def _move_to(body: dict[str, Any], roots: list[str]) -> str | None:
     if not isinstance(raw, str) or "\x00" in raw or not raw.startswith("/"):
         raise ApiError(422, "move_to must be an absolute folder on the server")
     folder = canonical_path(raw)
-    allowed = [canonical_path(root) for root in roots]
-    if allowed and not any(folder == root or folder.startswith(root.rstrip("/") + "/") for root in allowed):
-        raise ApiError(403, "move_to is outside INDEX_ROOTS", "forbidden")
+    params.require_within_roots(folder, roots, "move_to")
     return folder
 
 
