@@ -39,7 +39,7 @@ class Export:
 
 
 def export_collection(collection: str, vectors: VectorStore, catalog: Catalog, folder: Path,
-                      batch: int = 1000) -> Export:
+                      batch: int = 8000) -> Export:
     """Write `folder/vectors.npy` and `folder/records.csv` (row n of one is row n of the other)
     for every indexed image; `folder` must not exist yet, so that nothing is overwritten."""
     if folder.exists():

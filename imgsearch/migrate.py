@@ -1,8 +1,8 @@
 """Move a collection to another Milvus (Lite file to server, or back) and its records to another
 catalog (SQLite to MySQL, or back), without re-embedding a single image.
 
-Streaming: vectors go over in batches read by Milvus' query iterator, with their labels and
-folder; records go over in batches of the catalog's primary key. Resumable: ids the target
+Streaming: vectors go over with their labels and folder, read in slices of the id space
+(`vector_reads`) and written in batches; records go over in batches of the catalog's primary key. Resumable: ids the target
 already holds are skipped, and records are upserted (an interrupted run is simply run again).
 The target collection is created with the source's encoder record, so a target that holds
 other vectors is refused (EncoderMismatch), and index type is the target's own choice
@@ -77,15 +77,18 @@ def _copy_vectors(collection: str, source: VectorStore, target: VectorStore, bat
     total = source.count(collection)
     target.ensure_collection(collection, source.recorded_encoder(collection))
     copied = present = 0
-    for ids, vectors, labels, folders in source.iter_rows(collection, batch):
-        held = target.stored_ids(collection, ids)
-        new = [n for n, image in enumerate(ids) if image not in held]
-        if new:
-            target.upsert(collection, [ids[n] for n in new], vectors[new], [labels[n] for n in new],
-                          [folders[n] for n in new])
-        copied, present = copied + len(new), present + len(held)
-        progress("vectors", copied + present, total)
-        failpoints.reach("migrate-batch")
+    for slice_ids, slice_vectors, slice_labels, slice_folders in source.iter_rows(collection):
+        for start in range(0, len(slice_ids), batch):  # a slice read is larger than a write may be
+            ids, vectors = slice_ids[start : start + batch], slice_vectors[start : start + batch]
+            labels, folders = slice_labels[start : start + batch], slice_folders[start : start + batch]
+            held = target.stored_ids(collection, ids)
+            new = [n for n, image in enumerate(ids) if image not in held]
+            if new:
+                target.upsert(collection, [ids[n] for n in new], vectors[new], [labels[n] for n in new],
+                              [folders[n] for n in new])
+            copied, present = copied + len(new), present + len(held)
+            progress("vectors", copied + present, total)
+            failpoints.reach("migrate-batch")
     target.seal(collection)
     return copied, present
 

@@ -25,7 +25,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
@@ -155,10 +154,6 @@ def pymilvus() -> ModuleType:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-        # Milvus Lite keeps no MVCC timestamps: each iterator (reading vectors back for
-        # duplicates and export) warns that it uses the client's clock instead, which is
-        # what a single local store wants. Real failures are errors, and stay visible.
-        logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
         loaded: ModuleType = module
         return loaded
 

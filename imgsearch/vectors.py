@@ -30,6 +30,7 @@ import numpy as np
 from imgsearch import runtime
 from imgsearch.errors import Conflict, Unavailable, renamed
 from imgsearch.settings import is_lite_uri
+from imgsearch.vector_reads import read_all
 from imgsearch.vector_index import (
     INDEX_PARAMS, INDEX_PROPERTY, default_index, grown_index, search_params,
 )
@@ -299,18 +300,18 @@ class VectorStore:
             name, filter="", output_fields=["count(*)"]))
         return int(result[0]["count(*)"])
 
-    def iter_ids(self, name: str, batch: int = 1000) -> Iterator[int]:
+    def iter_ids(self, name: str, batch: int = 8000) -> Iterator[int]:
         """Every stored id (for reconciling with the catalog)."""
         for rows in self._iterate(name, ["id"], batch, f"list ids of {name}"):
             yield from (int(row["id"]) for row in rows)
 
-    def iter_vectors(self, name: str, batch: int = 1000) -> Iterator[tuple[list[int], np.ndarray]]:
+    def iter_vectors(self, name: str, batch: int = 8000) -> Iterator[tuple[list[int], np.ndarray]]:
         """Every stored vector with its id, `batch` at a time: (ids, a float32 matrix)."""
         for rows in self._iterate(name, ["id", VECTOR_FIELD], batch, f"read vectors of {name}"):
             yield ([int(row["id"]) for row in rows],
                    np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32))
 
-    def iter_rows(self, name: str, batch: int = 1000
+    def iter_rows(self, name: str, batch: int = 8000
                   ) -> Iterator[tuple[list[int], np.ndarray, list[list[str]], list[str]]]:
         """Every stored row, `batch` at a time: (ids, a float32 matrix, labels, folders)."""
         for rows in self._iterate(name, ["id", VECTOR_FIELD, "labels", "folder"], batch, f"read {name}"):
@@ -328,17 +329,25 @@ class VectorStore:
         return {int(row["id"]) for row in rows}
 
     def _iterate(self, name: str, fields: list[str], batch: int, operation: str) -> Iterator[list[dict[str, Any]]]:
+        """Every row in ascending id order, slices of at most about `batch` (`vector_reads`)."""
         if not self.has_collection(name):
             return
-        iterator = self._on_loaded(name, operation, lambda: self.client.query_iterator(
-            name, batch_size=batch, filter="id >= 0", output_fields=fields
-        ))
-        with _errors(self.uri, operation):
-            try:
-                while rows := iterator.next():
-                    yield rows
-            finally:
-                iterator.close()
+
+        def query(expression: str, **options: Any) -> list[dict[str, Any]]:
+            with _errors(self.uri, operation):
+                return list(self.client.query(name, filter=expression, **options))
+
+        def count(expression: str, first: bool) -> int:
+            if first:  # the collection's Strong consistency: every earlier write is seen
+                return int(self._on_loaded(name, operation, lambda: query(
+                    expression, output_fields=["count(*)"]))[0]["count(*)"])
+            return int(query(expression, output_fields=["count(*)"], consistency_level="Eventually")[0]["count(*)"])
+
+        def fetch(expression: str, limit: int) -> list[dict[str, Any]]:
+            return query(expression, output_fields=fields, limit=limit, consistency_level="Eventually",
+                         strict_float32=True)
+
+        yield from read_all(count, fetch, batch)
 
     def search(
         self, name: str, vectors: np.ndarray, top_k: int, label: str | None = None

@@ -170,6 +170,14 @@ def milvus_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         server.stop()
 
 
+@pytest.fixture(params=["lite", "milvus-standalone"])
+def any_milvus(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Milvus Lite in a file of the test's own, or the session's Milvus standalone."""
+    if request.param == "lite":
+        return str(tmp_path / "m.db")
+    return request.getfixturevalue("milvus_standalone")
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """A real, temporary Prefect API for the flow runs of the session."""

@@ -79,13 +79,6 @@ def test_other_index_types_are_created_and_searched(tmp_path: Path, index_type: 
     assert reopened.index_type == "FLAT"
 
 
-@pytest.fixture(params=["lite", "milvus-standalone"])
-def any_milvus(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "lite":
-        return str(tmp_path / "m.db")
-    return request.getfixturevalue("milvus_standalone")
-
-
 def test_a_collection_remembers_its_encoder_and_refuses_another(any_milvus: str) -> None:
     store = VectorStore(any_milvus)
     name = f"enc_{image_id(any_milvus) % 10**6}"

@@ -1,0 +1,79 @@
+"""Reading a whole collection back in id slices (`imgsearch.vector_reads`), on real Milvus."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from imgsearch import vector_reads
+from imgsearch.vectors import VECTOR_FIELD, VectorStore, image_id
+
+
+def unit(rows: int, seed: int) -> np.ndarray:
+    values = np.random.default_rng(seed).normal(size=(rows, 2048)).astype(np.float32)
+    return values / np.linalg.norm(values, axis=1, keepdims=True)
+
+
+def stored(store: VectorStore, name: str) -> dict[int, tuple[np.ndarray, list[str], str]]:
+    """Ids as the product makes them (hashes spread over 53 bits), small ones as tests and the
+    scale bench use (0, 1, 2, ...), and a few at the top of the id space."""
+    ids = ([image_id(f"/photos/{n}.jpg") for n in range(150)] + list(range(60))
+           + [2**53 - 1 - n for n in range(5)])
+    vectors = unit(len(ids), seed=1)
+    labels = [[f"l{n % 3}"] for n in range(len(ids))]
+    folders = [f"/photos/{n % 4}" for n in range(len(ids))]
+    store.drop(name)
+    for start in range(0, len(ids), 50):
+        part = slice(start, start + 50)
+        store.upsert(name, ids[part], vectors[part], labels[part], folders[part])
+    return {image: (vectors[n], labels[n], folders[n]) for n, image in enumerate(ids)}
+
+
+def test_every_row_comes_once_ascending_by_id_in_slices_of_at_most_the_batch(any_milvus: str) -> None:
+    store = VectorStore(any_milvus)
+    expected = stored(store, "reads")
+    seen: list[int] = []
+    for ids, vectors, labels, folders in store.iter_rows("reads", batch=16):
+        assert 0 < len(ids) <= 16 and vectors.dtype == np.float32 and vectors.shape == (len(ids), 2048)
+        for n, image in enumerate(ids):
+            vector, label_list, folder = expected[image]
+            assert np.array_equal(vectors[n], vector) and labels[n] == label_list and folders[n] == folder
+        seen += ids
+    assert seen == sorted(expected), "every id once, ascending"
+    assert list(store.iter_ids("reads", batch=1000)) == sorted(expected)
+    vector_ids = [image for ids, _ in store.iter_vectors("reads") for image in ids]
+    assert vector_ids == sorted(expected)
+    store.delete("reads", sorted(expected)[:10])
+    assert list(store.iter_ids("reads", batch=7)) == sorted(expected)[10:], "a delete just made is seen"
+    store.drop("reads")
+    assert list(store.iter_ids("reads")) == []
+
+
+def test_a_range_grown_past_one_query_is_fetched_in_halves(any_milvus: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows written between a range's count and its fetch can fill one query (16,384 rows): the
+    range is then fetched again in halves, so that none is lost."""
+    store = VectorStore(any_milvus)
+    expected = stored(store, "grown")
+    monkeypatch.setattr(vector_reads, "MAX_LIMIT", 8)
+    asked: list[str] = []
+
+    def fetch(expression: str, limit: int) -> list[dict[str, object]]:
+        asked.append(expression)
+        return list(store.client.query("grown", filter=expression, output_fields=["id", VECTOR_FIELD], limit=limit))
+
+    rows = vector_reads.fetch_slice(fetch, 0, vector_reads.ID_LIMIT)
+    assert [int(row["id"]) for row in rows] == sorted(expected)
+    assert len(asked) > len(expected) / 8, "the whole range was fetched in many smaller ones"
+    store.drop("grown")
+
+
+def test_a_reader_that_stops_early_leaves_no_work_behind(any_milvus: str) -> None:
+    store = VectorStore(any_milvus)
+    expected = stored(store, "early")
+    first = next(iter(store.iter_ids("early", batch=8)))
+    assert first == min(expected)
+    assert [thread for thread in threading.enumerate() if thread.name.startswith("milvus-read")] == []
+    store.drop("early")
