@@ -3,20 +3,20 @@
 Up to EXACT_UP_TO rows every pair is compared, block by block by matrix products (18 s for
 20,000 on 2 cores). That is quadratic: about 12 hours at 1,000,000. Beyond, the rows are
 partitioned as an inverted-file (IVF) index partitions them. Spherical k-means learns 2·√n
-centroids on a sample, each row joins the lists of its PROBES nearest centroids, and pairs
-are compared within each list only. Two rows at cosine >= 0.93 are nearly the same point, so
-they share a list unless they sit right on a border between centroids. Joining 4 lists
-covers those borders. Measured against the exact method on 20,000 vectors with weak
-clusters (the hard case: many borders), pairs from 0.90 to 0.995 similar: 2 lists found
-98.2%, 3 lists 99.3%, 4 lists all; with clear clusters, 1 list finds all
-(tests/test_near_pairs.py). The cost grows as n^1.5, not n²: n·2√n·d multiply-adds to
-assign, plus the sum of the squares of the list sizes (each about 2·PROBES·√n) times d to
-compare.
+centroids on a sample; each row lives in the list of its nearest centroid (its home) and is
+compared with the rows living in its PROBES nearest lists, as an IVF search with nprobe = PROBES
+would be. Two rows at cosine >= 0.93 are nearly the same point, so one lives in a list the other
+probes unless both sit right on a border between centroids. Measured against the exact method on
+20,000 vectors with weak clusters (the hard case: many borders), pairs from 0.90 to 0.995 similar:
+probing 3 lists found 98.9-99.7%, 4 found all (tests/test_near_pairs.py). The cost grows as n^1.5,
+not n²: n·2√n·d multiply-adds to assign, plus, per list, (rows probing it) × (rows living in it)
+× d to compare. An earlier form put each row in all 4 of its lists and compared every list with
+itself: it found the same pairs (99.8% as many on the scale bench's 300,000, where k-means' lists
+are very uneven) at twice the cost (1M: 489 s of comparing on 2 cores).
 
 The rows may be a `numpy.memmap`: a list's rows are read when it is compared, and at most
 BLOCK × (a list's size) scores are held at once.
 """
-
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +25,7 @@ from imgsearch.errors import BadInput
 from imgsearch.progress import Progress, quiet
 
 EXACT_UP_TO = 20_000
-PROBES = 4  # lists each row joins (the module's docstring says why)
+PROBES = 4  # lists each row is compared with, its own included (the module's docstring says why)
 BLOCK = 1024  # rows compared at once against the rest of their list (or of all rows)
 SAMPLE_PER_LIST = 40  # k-means learns from this many rows per centroid (at most all rows)
 ITERATIONS = 8
@@ -75,17 +75,38 @@ def _partitioned(rows: np.ndarray, min_score: float, limit: int, progress: Progr
                  rng: np.random.Generator) -> list[tuple[int, int]]:
     count = len(rows)
     centroids = learn_centroids(rows, lists=int(2 * np.sqrt(count)), rng=rng, progress=progress)
-    nearest = assign(rows, centroids, PROBES, progress)  # (count, PROBES) list numbers
-    members = np.repeat(np.arange(count), PROBES)
-    order = np.argsort(nearest.ravel(), kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(nearest.ravel(), minlength=len(centroids)))])
+    nearest = assign(rows, centroids, PROBES, progress)  # (count, PROBES) list numbers, nearest first
+    living = _by_list(nearest[:, 0], np.arange(count), len(centroids))
+    visiting = _by_list(nearest[:, 1:].ravel(), np.repeat(np.arange(count), nearest.shape[1] - 1), len(centroids))
     found: set[tuple[int, int]] = set()
     for number in range(len(centroids)):
-        inside = np.sort(members[order[bounds[number] : bounds[number + 1]]])  # ascending: i < j
-        if len(inside) > 1:
-            _within(np.asarray(rows[inside], dtype=np.float32), inside, min_score, limit, found=found)
+        home = living[number]
+        if len(home):
+            home_rows = np.asarray(rows[home], dtype=np.float32)
+            _within(home_rows, home, min_score, limit, found=found)
+            _across(rows, visiting[number], home_rows, home, min_score, limit, found)
         progress("comparing", number + 1, len(centroids))
     return sorted(found)
+
+
+def _by_list(lists: np.ndarray, row_numbers: np.ndarray, count: int) -> list[np.ndarray]:
+    """For each list number, the row numbers given it, ascending."""
+    order = np.argsort(lists, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=count))])
+    return [np.sort(row_numbers[order[bounds[n] : bounds[n + 1]]]) for n in range(count)]
+
+
+def _across(rows: np.ndarray, visitors: np.ndarray, home_rows: np.ndarray, home: np.ndarray,
+            min_score: float, limit: int, found: set[tuple[int, int]]) -> None:
+    """Pairs of a visitor (a row probing this list from elsewhere) and a row living in it, BLOCK
+    visitors at a time; added to `found` as (smaller, larger) row number."""
+    for start in range(0, len(visitors), BLOCK):
+        block = visitors[start : start + BLOCK]
+        first, second = np.nonzero(np.asarray(rows[block], dtype=np.float32) @ home_rows.T >= min_score)
+        a, b = block[first], home[second]
+        found.update(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist(), strict=True))
+        if len(found) > limit:
+            raise TooManyPairs(len(found))
 
 
 def learn_centroids(rows: np.ndarray, lists: int, rng: np.random.Generator,
@@ -112,11 +133,14 @@ def learn_centroids(rows: np.ndarray, lists: int, rng: np.random.Generator,
 
 
 def assign(rows: np.ndarray, centroids: np.ndarray, probes: int, progress: Progress = quiet) -> np.ndarray:
-    """Each row's `probes` nearest centroids by inner product, ASSIGN_BLOCK rows at a time."""
+    """Each row's `probes` nearest centroids by inner product, the nearest first, ASSIGN_BLOCK rows
+    at a time."""
     probes = min(probes, len(centroids))
     nearest = np.empty((len(rows), probes), dtype=np.int64)
     for start in range(0, len(rows), ASSIGN_BLOCK):
         scores = np.asarray(rows[start : start + ASSIGN_BLOCK], dtype=np.float32) @ centroids.T
-        nearest[start : start + len(scores)] = np.argpartition(-scores, probes - 1, axis=1)[:, :probes]
+        top = np.argpartition(-scores, probes - 1, axis=1)[:, :probes]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        nearest[start : start + len(scores)] = np.take_along_axis(top, order, axis=1)
         progress("partitioning", min(start + ASSIGN_BLOCK, len(rows)), len(rows))
     return nearest

@@ -30,7 +30,7 @@ def collection_like(count: int, seed: int = 0, clustered: float = 0.3) -> np.nda
 
 def test_partitions_find_at_least_99_percent_of_the_exact_pairs_on_20000() -> None:
     """Issue 24, item 3: the partitioned method (what `duplicates` uses past EXACT_UP_TO) against the exact
-    one on a 20,000-image set (measured: 2 lists a row find 98.2% here, 4 find all)."""
+    one on a 20,000-image set (measured: probing 2 lists finds 97.8% here, 3 lists 98.9%, 4 all)."""
     rows = collection_like(20_000)
     exact = set(similar_pairs(rows, DEFAULT_MIN_SCORE, 10**6, exact_up_to=len(rows)))
     found = set(similar_pairs(rows, DEFAULT_MIN_SCORE, 10**6, exact_up_to=0))
