@@ -20,30 +20,28 @@ import math
 import os
 import shutil
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.end_to_end import percentile, search_latency, serving
+from benchmarks.memory import MemoryWatch, mb
+from benchmarks.milvus_backends import Backend, folder_bytes, start_backend
 
 BLOCK = 10_000  # rows generated, written and read back at a time
 DIMENSION = 2048
 COLLECTION = "scale"
 QUERIES = 100  # Milvus-alone queries for latency and recall
 REQUESTS = 60  # /api/search requests at one client
-# Export reads every vector back through Milvus' query iterator: measured this far (linear, its
-# rate is given). Duplicates read them too and then compare (n^1.5): 571 s at 300,000 on a
-# standalone, so they are timed this far and larger sizes say so.
-FULL_SCANS_UP_TO = 100_000
-DUPLICATES_UP_TO = 300_000
+# Export and duplicates read every vector back (`vector_reads`: about 9,400 rows/s from a
+# standalone), then duplicates compare them (n^1.5, `near_pairs`): both are timed at every size.
+FULL_SCANS_UP_TO = 1_000_000
+DUPLICATES_UP_TO = 1_000_000
 QUIET_WITHIN = 3 * 3600  # seconds a server may take to compact and re-index before the figures are taken anyway
-BACKENDS = ("lite", "standalone")
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -123,106 +121,23 @@ def exact_top10(corpus: Corpus, rows: int, queries: np.ndarray) -> np.ndarray:
     return best_rows
 
 
-# -- memory ---------------------------------------------------------------------------------
-@dataclass
-class MemoryWatch:
-    """Peak RSS of named processes (each with its children), sampled every `every` seconds."""
-
-    every: float = 0.25
-    pids: dict[str, int] = field(default_factory=dict)
-    peaks: dict[str, int] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def watch(self, name: str, pid: int) -> None:
-        self.pids[name] = pid
-
-    def forget(self, name: str) -> None:
-        self.pids.pop(name, None)
-
-    def rss(self, pid: int) -> int:
-        import psutil
-
-        try:
-            process = psutil.Process(pid)
-            return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
-        except psutil.Error:
-            return 0
-
-    def sample(self) -> dict[str, int]:
-        now = {name: self.rss(pid) for name, pid in list(self.pids.items())}
-        for name, value in now.items():
-            self.peaks[name] = max(self.peaks.get(name, 0), value)
-        return now
-
-    def reset(self) -> None:
-        self.peaks = {}
-
-    @contextmanager
-    def running(self) -> Iterator[MemoryWatch]:
-        thread = threading.Thread(target=self._loop, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            self.sample()
-
-
-def mb(value: int) -> float:
-    return value / 2**20
-
-
-def folder_bytes(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
-
-
-# -- where the collection lives -------------------------------------------------------------
-@dataclass
-class Backend:
-    """A Milvus to fill: the embedded file (Milvus Lite) or a Milvus standalone started here."""
-
-    name: str
-    data: Path
-    uri: str
-    disk: Path
-    server: Any = None
-
-    @property
-    def server_pid(self) -> int | None:
-        process = getattr(self.server, "server_proc", None)
-        return process.pid if process is not None else None
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-
-
-def start_backend(name: str, data: Path) -> Backend:
-    data.mkdir(parents=True, exist_ok=True)
-    if name == "lite":
-        return Backend(name, data, str(data / "milvus.db"), data / "milvus.db")
-    if name != "standalone":
-        raise ValueError(f"unknown backend {name!r}: {', '.join(BACKENDS)}")
-    try:
-        from milvus import MilvusServer
-    except ImportError:
-        raise RuntimeError("the standalone backend needs the `milvus` package: ./setup.sh --test") from None
-    from imgsearch.processes import free_port
-
-    server = MilvusServer()
-    server.set_base_dir(str(data / "standalone"))
-    server.listen_port = free_port()
-    server.start()
-    return Backend(name, data, f"http://127.0.0.1:{server.listen_port}", data / "standalone", server)
-
-
 # -- the stage ------------------------------------------------------------------------------
+class StageClock:
+    """A `Progress` that notes when each stage is first reported: each one's seconds, from that
+    moment to the next stage's (the first from the clock's making, the last to `seconds()`)."""
+
+    def __init__(self) -> None:
+        self.created = time.perf_counter()
+        self.started: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.started.setdefault(stage, time.perf_counter())
+
+    def seconds(self) -> dict[str, float]:
+        marks = [self.created, *list(self.started.values())[1:], time.perf_counter()]
+        return {stage: end - start for stage, start, end in zip(self.started, marks[:-1], marks[1:], strict=True)}
+
+
 def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     started = time.perf_counter()
     result = call()
@@ -266,7 +181,7 @@ def settle(backend: Backend, store: Any) -> dict[str, float]:
     after a million upserts a standalone compacts their segments and indexes the results again for
     half an hour on the same cores, and a latency taken meanwhile is not the steady state's."""
     started = time.perf_counter()
-    if backend.name == "lite":
+    if store.is_lite:  # embedded, or `milvus-lite server`: no index builds in the background
         store.seal(COLLECTION)
         seconds = time.perf_counter() - started
         return {"searchable_seconds": seconds, "quiet_seconds": seconds}
@@ -357,7 +272,11 @@ def measure_at(backend: Backend, corpus: Corpus, rows: int, started_rows: int, w
     if rows <= DUPLICATES_UP_TO:
         say(f"{backend.name} {rows:,}: duplicate groups")
         store = VectorStore(backend.uri)
-        _, figures["duplicates_seconds"] = timed(lambda: duplicate_groups(COLLECTION, store, catalog))
+        stages = StageClock()
+        groups, figures["duplicates_seconds"] = timed(lambda: duplicate_groups(COLLECTION, store, catalog,
+                                                                                progress=stages))
+        figures["duplicates_stages"] = stages.seconds()
+        figures["duplicate_groups"] = len(groups)
         store.close()
     catalog.close()
     figures["peak_rss_mb"] = {name: mb(value) for name, value in memory.peaks.items()}
@@ -419,8 +338,9 @@ def run(sizes: list[int], backends: list[str], workdir: Path, real: int = 300,
     with memory.running():
         for name in backends:
             backend = start_backend(name, workdir / name)
+            server = {"standalone": "Milvus standalone", "lite-server": "milvus-lite server"}.get(name, "")
             if backend.server_pid:
-                memory.watch("Milvus standalone", backend.server_pid)
+                memory.watch(server, backend.server_pid)
             corpus = Corpus(vectors, files, backend.data / "rows.f32")
             report["backends"][name] = figures = {}
             try:
@@ -432,7 +352,7 @@ def run(sizes: list[int], backends: list[str], workdir: Path, real: int = 300,
                     stored = size
                     say(render_one(name, figures[str(size)]))
             finally:
-                memory.forget("Milvus standalone")
+                memory.forget(server)
                 backend.stop()
     return report
 
@@ -441,6 +361,8 @@ def render_one(backend: str, f: dict[str, Any]) -> str:
     peaks = ", ".join(f"{name} {value:,.0f}" + (f" (steady {f['rss_mb'][name]:,.0f})" if name in f["rss_mb"] else "")
                       for name, value in f["peak_rss_mb"].items())
     duplicates = f"{f['duplicates_seconds']:.1f} s" if "duplicates_seconds" in f else "not run"
+    if "duplicates_stages" in f:
+        duplicates += " (" + ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in f["duplicates_stages"].items()) + ")"
     export = f"{f['export_seconds']:.1f} s" if "export_seconds" in f else "not run"
     phases = f["http"]["phases_ms"]
     insert = f["insert"]

@@ -244,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scale", type=_sizes, default=None, metavar="N[,N...]",
                        help="only the scale stage: one collection grown through these sizes (20k,100k,1M)")
     bench.add_argument("--backends", type=_backends, default=["lite", "standalone"], metavar="LIST",
-                       help="with --scale: lite (the embedded default), standalone (a Milvus server "
-                            "the bench starts; needs ./setup.sh --test); default both")
+                       help="with --scale: lite (the embedded default), lite-server (`milvus-lite server`, "
+                            "as `imgsearch up` runs it), standalone (a Milvus server the bench starts; needs "
+                            "./setup.sh --test); default lite,standalone")
     bench.add_argument("--plot", type=Path, default=None, metavar="PNG", help="with --scale: the log-log plot")
     bench.add_argument("--watch", action="store_true",
                        help="only the watch stage: `up --watch`, copy -> own top hit, a burst, idle cost")
@@ -308,7 +309,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _backends(text: str) -> list[str]:
-    from benchmarks.scale import BACKENDS
+    from benchmarks.milvus_backends import BACKENDS
 
     chosen = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in BACKENDS]

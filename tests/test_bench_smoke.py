@@ -130,3 +130,25 @@ def test_the_scale_stage_grows_one_collection_and_measures_each_size(tmp_path: P
     assert scale.parse_sizes("20k,1M,100000") == [20_000, 100_000, 1_000_000]
     with pytest.raises(ValueError):
         scale.parse_sizes("10")
+
+
+
+def test_the_scale_stage_measures_the_up_stacks_milvus_lite_server_and_stops_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--backends lite-server`: the collection lives in a `milvus-lite server` process, as under
+    `imgsearch up`; its memory is measured, and it is gone when the stage ends."""
+    import psutil
+
+    from benchmarks import scale
+
+    for name in ("MILVUS_URI", "DATABASE_URL", "MILVUS_HOST", "MYSQL_HOST", "DEFAULT_TABLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(scale, "QUERIES", 5)
+    monkeypatch.setattr(scale, "REQUESTS", 3)
+    figures = scale.run([600], ["lite-server"], tmp_path, real=40, say=lambda _: None)["backends"]["lite-server"]["600"]
+    assert figures["milvus"]["recall_at_10"] == 1.0 and figures["duplicates_seconds"] > 0
+    assert figures["peak_rss_mb"]["milvus-lite server"] > 50, "the server's own memory, measured"
+    assert (tmp_path / "lite-server" / "milvus.db").exists()
+    serving_it = [process.pid for process in psutil.process_iter(["cmdline"])
+                  if str(tmp_path) in " ".join(process.info["cmdline"] or [])]
+    assert serving_it == [], "the server is stopped with the stage"
