@@ -16,6 +16,7 @@ read of a collection after a delete here asks for Strong, once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -37,6 +38,7 @@ from imgsearch.vector_index import (
 from imgsearch.writer_lock import CollectionWriterLock
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 VECTOR_FIELD = "vector"
 ENCODER_PROPERTY = "imgsearch.encoder"  # a collection property: the encoder of its vectors
 # All that existed before collections recorded their encoder: Keras, pooling in the network.
@@ -131,6 +133,8 @@ class VectorStore:
                     with _errors(self.uri, f"create collection {name}"):
                         if not self.client.has_collection(name):
                             self._create(name, encoder)
+                        elif not self.client.list_indexes(name, VECTOR_FIELD):
+                            self._restore_index(name)
                         self.client.load_collection(name)
                     self._ready.add(name)
         if encoder is not None and not self._checked(name, encoder):
@@ -193,6 +197,14 @@ class VectorStore:
         # Milvus Lite lacks the AllocTimestamp call that pymilvus' index wait uses;
         # its FLAT index is ready at once, so Lite does not wait.
         self.client.create_index(name, index, sync=not self.is_lite)
+
+    def _restore_index(self, name: str) -> None:
+        """A collection without an index cannot be loaded: a rebuild (`_grow_index`) was stopped
+        between dropping the old index and creating the new one. It gets this store's default
+        index again, and the next seal grows it as it would have."""
+        log.warning("collection %s had no index (a rebuild was stopped): creating %s again",
+                            name, self.index_type)
+        self.client.create_index(name, self._index_params(self.index_type), sync=not self.is_lite)
 
     def _index_params(self, index_type: str) -> Any:
         index = self.client.prepare_index_params()
@@ -408,6 +420,11 @@ class VectorStore:
         if fresh or known is None or time.monotonic() - known[1] >= ENCODER_CHECK_SECONDS:
             with _errors(self.uri, f"describe the index of {name}"):
                 described = self.client.describe_index(name, VECTOR_FIELD)
+            if not described:  # none: a rebuild was stopped halfway (_restore_index)
+                self._ready.discard(name)
+                self.ensure_collection(name)
+                with _errors(self.uri, f"describe the index of {name}"):
+                    described = self.client.describe_index(name, VECTOR_FIELD)
             known = (str(described.get("index_type", self.index_type)), time.monotonic())
             self._index_types[name] = known
         return known[0]

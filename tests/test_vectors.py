@@ -249,3 +249,22 @@ def test_a_server_collection_that_grows_gets_the_smaller_index_by_its_seal(
         assert [hits[0].id for hits in watcher.search("grows", vectors, 5)] == [start, start + 1, start + 2]
     for name, owner in names.items():
         owner.drop(name)
+
+
+def test_a_collection_left_without_its_index_gets_one_when_opened(any_milvus: str) -> None:
+    """A rebuild to the grown index (`seal`) drops the old index, then creates the new one: stopped in
+    between, the collection has none and cannot be loaded. The next store that opens it creates one."""
+    store = VectorStore(any_milvus)
+    name = f"unindexed_{image_id(any_milvus) % 10**6}"
+    store.drop(name)
+    vectors = unit(30, seed=9)
+    store.upsert(name, list(range(30)), vectors, [["x"]] * 30, ["/f"] * 30)
+    store.seal(name)
+    store.client.release_collection(name)
+    store.client.drop_index(name, "vector")  # where a stopped rebuild leaves it
+    assert store.client.list_indexes(name, "vector") == []
+    store.close()
+    reopened = VectorStore(any_milvus)
+    assert reopened.search(name, vectors[7:8], 1)[0][0].id == 7
+    assert reopened.client.list_indexes(name, "vector") != [] and reopened.count(name) == 30
+    reopened.drop(name)
