@@ -21,6 +21,7 @@ from imgsearch import runtime
 from imgsearch.decode import decode_image
 from imgsearch.discover import FoundImage
 from imgsearch.encoder import build_keras_resnet50
+from imgsearch.expansion import augment_database, expand_queries
 from imgsearch.pooling import POOLINGS, pool
 
 # PCA-whitening (Jégou and Chum 2012; Radenović et al.'s retrieval pipelines): centre, rotate onto
@@ -83,10 +84,12 @@ def averaged(per_query: dict[str, np.ndarray]) -> dict[str, float]:
     return {"queries": len(per_query["mAP"]), **{name: float(np.mean(values)) for name, values in per_query.items()}}
 
 
-def per_query_metrics(features: np.ndarray, labels: Sequence[frozenset[str]]) -> dict[str, np.ndarray]:
+def per_query_metrics(features: np.ndarray, labels: Sequence[frozenset[str]],
+                      queries: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each query's P@1, P@10, AP@10 (under "mAP@10") and full AP (under "mAP"), in query order;
-    queries with no relevant image are left out (they have no defined precision)."""
-    similarity = features @ features.T
+    queries with no relevant image are left out (they have no defined precision). Query i is
+    image i, searched as `queries[i]` (its own features unless given) among all the others."""
+    similarity = (features if queries is None else queries) @ features.T
     np.fill_diagonal(similarity, -np.inf)
     order = np.argsort(-similarity, axis=1)[:, :-1]  # drop self, ranked last
     vocabulary = sorted(set().union(*labels))
@@ -162,6 +165,11 @@ AGREEMENT_BAR = 0.95
 MAP_TOLERANCE = 0.01
 
 
+# αQE and DBA (expansion.py) are measured on the best pooling with these neighbours and powers.
+EXPANSION_KS = (1, 2, 5, 10)
+EXPANSION_ALPHAS = (1.0, 3.0)
+
+
 @dataclass
 class Evaluation:
     images: int
@@ -172,6 +180,8 @@ class Evaluation:
     best_overall: str = ""  # the best of every variant, whitened ones included
     # other pooling -> metric -> (best's lead over it, standard error), per query
     leads: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    # αQE / DBA variant of the best pooling -> its metrics and its lead over the plain pooling
+    expansions: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 Embed = Callable[[np.ndarray], np.ndarray]
@@ -194,9 +204,11 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
     ranking: dict[str, dict[str, float]] = {}
     per_query: dict[str, dict[str, np.ndarray]] = {}
     near: dict[str, dict[str, dict[str, float]]] = {}
+    pooled_by_kind: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     for kind in POOLINGS:
         pooled = pool(maps, kind)
         edited_pooled = {name: pool(edited, kind) for name, edited in edit_maps.items()}
+        pooled_by_kind[kind] = (pooled, edited_pooled)
         unchanged: Embed = lambda features: features
         for variant, transform in ((kind, unchanged), (kind + WHITENED, learn_whitening(pooled))):
             database = transform(pooled)
@@ -214,7 +226,45 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
     leads = {kind: {metric: lead(per_query[best][metric], per_query[kind][metric]) for metric in ("mAP@10", "mAP")}
              for kind in POOLINGS if kind != best}
     compared = compare_precisions(pixels, labels, edit_pixels, chosen, encoders) if encoders else {}
-    return Evaluation(len(images), ranking, near, best, compared, best_overall, leads)
+    expansions = measure_expansions(*pooled_by_kind[best], labels, chosen)
+    return Evaluation(len(images), ranking, near, best, compared, best_overall, leads, expansions)
+
+
+def measure_expansions(database: np.ndarray, edited: dict[str, np.ndarray], labels: Sequence[frozenset[str]],
+                       chosen: Sequence[int]) -> dict[str, dict[str, float]]:
+    """Label retrieval and near-duplicate recall@1 with αQE, DBA, and the best of each together,
+    each against the plain vectors query by query (mAP@10 lead and its standard error). A
+    leave-one-out query is searched as it was embedded (DBA changes what is stored, not what is
+    asked); an edited copy's query is expanded among the stored vectors, its original included."""
+    plain = per_query_metrics(database, labels)
+
+    def measured(stored: np.ndarray, expand: Callable[[np.ndarray, bool], np.ndarray]) -> dict[str, float]:
+        per_query = per_query_metrics(stored, labels, expand(database, True))
+        recalls = [float((original_ranks(expand(queries, False) @ stored.T, chosen) == 0).mean())
+                   for queries in edited.values()]
+        mean, error = lead(per_query["mAP@10"], plain["mAP@10"])
+        return {**averaged(per_query), "near_duplicate_recall@1": float(np.mean(recalls)),
+                "mAP@10_lead": mean, "mAP@10_lead_error": error}
+
+    def asked(queries: np.ndarray, leave_out_self: bool) -> np.ndarray:
+        return queries
+
+    def with_qe(stored: np.ndarray, k: int, alpha: float) -> Callable[[np.ndarray, bool], np.ndarray]:
+        return lambda queries, leave_out_self: expand_queries(queries, stored, k, alpha, leave_out_self)
+
+    grid = [(k, alpha) for k in EXPANSION_KS for alpha in EXPANSION_ALPHAS]
+    qe = {(k, alpha): measured(database, with_qe(database, k, alpha)) for k, alpha in grid}
+    dba = {}
+    for k, alpha in grid:
+        dba[(k, alpha)] = measured(augment_database(database, k, alpha), asked)
+    best_qe = max(qe, key=lambda chosen_pair: qe[chosen_pair]["mAP@10"])
+    best_dba = max(dba, key=lambda chosen_pair: dba[chosen_pair]["mAP@10"])
+    augmented = augment_database(database, *best_dba)
+    return {"plain": measured(database, asked),
+            **{f"αQE k={k} α={alpha:g}": figures for (k, alpha), figures in qe.items()},
+            **{f"DBA k={k} α={alpha:g}": figures for (k, alpha), figures in dba.items()},
+            f"DBA k={best_dba[0]} α={best_dba[1]:g} + αQE k={best_qe[0]} α={best_qe[1]:g}":
+                measured(augmented, with_qe(augmented, *best_qe))}
 
 
 def original_ranks(scores: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
@@ -291,6 +341,12 @@ def render(result: Evaluation) -> str:
         lines.append(f"{result.best}'s lead per query (mean ± standard error): " + "; ".join(
             f"over {kind} " + ", ".join(f"{metric} {mean:+.4f} ± {error:.4f}" for metric, (mean, error) in by.items())
             for kind, by in result.leads.items()))
+    if result.expansions:
+        lines += ["", f"| {result.best}, expanded | P@10 | mAP@10 | lead over plain, mAP@10 (± s.e.) | mAP | "
+                      "near-duplicate R@1 |", "| --- |" + " --- |" * 5]
+        for name, m in result.expansions.items():
+            lines.append(f"| {name} | {m['P@10']:.3f} | {m['mAP@10']:.3f} | {m['mAP@10_lead']:+.4f} ± "
+                         f"{m['mAP@10_lead_error']:.4f} | {m['mAP']:.3f} | {m['near_duplicate_recall@1']:.3f} |")
     if result.precisions:
         header = ("| PRECISION | P@1 | mAP | near-duplicate R@1 | top-10 agreement with fp32 | "
                   f"agreement >= {AGREEMENT_BAR} and mAP within {MAP_TOLERANCE} |")

@@ -1,0 +1,54 @@
+"""Query expansion and database-side augmentation: a vector re-weighted by its neighbours.
+
+Both replace a vector by the L2-normalised sum of itself and its k nearest stored vectors, each
+neighbour weighted by its cosine to the vector raised to the power α (negative cosines weigh
+nothing): αQE and αDBA of Radenović, Tolias and Chum ("Fine-tuning CNN image retrieval with no
+human annotation", 2018). They differ in when:
+- αQE, at search time: the query is expanded by its first k answers and searched again (two
+  searches a query);
+- DBA, at index time: every stored vector is expanded by its k nearest other stored vectors,
+  once (a search per image added, and its neighbours' vectors change with it).
+`imgsearch eval` measures both (evaluation.py); neither is part of indexing or search yet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def nearest(queries: np.ndarray, base: np.ndarray, k: int, leave_out_self: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's k nearest rows of `base` by inner product, nearest first: (indices, cosines),
+    both (len(queries), k). With `leave_out_self`, query i is row i of `base` and is not its own
+    neighbour."""
+    similarity = queries @ base.T
+    if leave_out_self:
+        np.fill_diagonal(similarity, -np.inf)
+    k = min(k, base.shape[0] - int(leave_out_self))
+    top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1, kind="stable")
+    indices = np.take_along_axis(top, order, axis=1)
+    return indices, np.take_along_axis(similarity, indices, axis=1)
+
+
+def expanded(vectors: np.ndarray, base: np.ndarray, neighbours: np.ndarray, cosines: np.ndarray,
+             alpha: float) -> np.ndarray:
+    """Row i of `vectors` plus rows `neighbours[i]` of `base`, each weighted by its cosine**alpha,
+    L2-normalised."""
+    weights = np.clip(cosines, 0.0, None) ** alpha
+    summed = vectors + np.einsum("nk,nkd->nd", weights.astype(np.float32), base[neighbours])
+    result: np.ndarray = summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+    return result.astype(np.float32)
+
+
+def expand_queries(queries: np.ndarray, base: np.ndarray, k: int, alpha: float,
+                   leave_out_self: bool = False) -> np.ndarray:
+    """αQE: each query expanded by its k first answers among `base`."""
+    neighbours, cosines = nearest(queries, base, k, leave_out_self)
+    return expanded(queries, base, neighbours, cosines, alpha)
+
+
+def augment_database(base: np.ndarray, k: int, alpha: float) -> np.ndarray:
+    """DBA: every row of `base` expanded by its k nearest other rows."""
+    neighbours, cosines = nearest(base, base, k, leave_out_self=True)
+    return expanded(base, base, neighbours, cosines, alpha)
