@@ -165,7 +165,7 @@ AGREEMENT_BAR = 0.95
 MAP_TOLERANCE = 0.01
 
 
-# αQE and DBA (expansion.py) are measured on the best pooling with these neighbours and powers.
+# αQE and DBA (expansion.py) are measured with these neighbours and powers.
 EXPANSION_KS = (1, 2, 5, 10)
 EXPANSION_ALPHAS = (1.0, 3.0)
 
@@ -180,17 +180,19 @@ class Evaluation:
     best_overall: str = ""  # the best of every variant, whitened ones included
     # other pooling -> metric -> (best's lead over it, standard error), per query
     leads: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
-    # αQE / DBA variant of the best pooling -> its metrics and its lead over the plain pooling
+    # αQE / DBA variant of `expanded_pooling` -> its metrics and its lead over the plain vectors
     expansions: dict[str, dict[str, float]] = field(default_factory=dict)
+    expanded_pooling: str = ""
 
 
 Embed = Callable[[np.ndarray], np.ndarray]
 
 
 def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, seed: int = 0,
-             encoders: dict[str, Embed] | None = None) -> Evaluation:
+             encoders: dict[str, Embed] | None = None, pooling: str | None = None) -> Evaluation:
     """Measure every pooling on `images` (labelled); `queries` originals get each edit.
-    `encoders` (PRECISION -> embed, fp32 first): each measured on the same pixels too."""
+    `encoders` (PRECISION -> embed, fp32 first): each measured on the same pixels too. αQE and
+    DBA are measured on `pooling` (what POOLING is; the best measured here if None)."""
     originals = [Image.open(image.path).convert("RGB") for image in images]
     pixels = np.stack([pixels_of(image) for image in originals])
     maps = maps_of(pixels)
@@ -226,8 +228,9 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
     leads = {kind: {metric: lead(per_query[best][metric], per_query[kind][metric]) for metric in ("mAP@10", "mAP")}
              for kind in POOLINGS if kind != best}
     compared = compare_precisions(pixels, labels, edit_pixels, chosen, encoders) if encoders else {}
-    expansions = measure_expansions(*pooled_by_kind[best], labels, chosen)
-    return Evaluation(len(images), ranking, near, best, compared, best_overall, leads, expansions)
+    expanded = pooling or best
+    expansions = measure_expansions(*pooled_by_kind[expanded], labels, chosen)
+    return Evaluation(len(images), ranking, near, best, compared, best_overall, leads, expansions, expanded)
 
 
 def measure_expansions(database: np.ndarray, edited: dict[str, np.ndarray], labels: Sequence[frozenset[str]],
@@ -342,7 +345,7 @@ def render(result: Evaluation) -> str:
             f"over {kind} " + ", ".join(f"{metric} {mean:+.4f} ± {error:.4f}" for metric, (mean, error) in by.items())
             for kind, by in result.leads.items()))
     if result.expansions:
-        lines += ["", f"| {result.best}, expanded | P@10 | mAP@10 | lead over plain, mAP@10 (± s.e.) | mAP | "
+        lines += ["", f"| {result.expanded_pooling}, expanded | P@10 | mAP@10 | lead over plain, mAP@10 (± s.e.) | mAP | "
                       "near-duplicate R@1 |", "| --- |" + " --- |" * 5]
         for name, m in result.expansions.items():
             lines.append(f"| {name} | {m['P@10']:.3f} | {m['mAP@10']:.3f} | {m['mAP@10_lead']:+.4f} ± "
