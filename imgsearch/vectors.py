@@ -200,11 +200,15 @@ class VectorStore:
 
     def _restore_index(self, name: str) -> None:
         """A collection without an index cannot be loaded: a rebuild (`_grow_index`) was stopped
-        between dropping the old index and creating the new one. It gets this store's default
-        index again, and the next seal grows it as it would have."""
-        log.warning("collection %s had no index (a rebuild was stopped): creating %s again",
-                            name, self.index_type)
-        self.client.create_index(name, self._index_params(self.index_type), sync=not self.is_lite)
+        between dropping the old index and creating the new one. It gets the index a seal would
+        give it at its size, recorded as a rebuild's is."""
+        rows = int(self.client.get_collection_stats(name).get("row_count", 0))
+        grown = grown_index(self.index_type, rows, is_lite=self.is_lite, chosen=self.index_chosen)
+        log.warning("collection %s had no index (a rebuild was stopped): creating %s", name, grown or self.index_type)
+        self.client.create_index(name, self._index_params(grown or self.index_type), sync=not self.is_lite)
+        if grown:
+            note = f"{grown} {INDEX_PARAMS[grown]} (restored at {rows:,} vectors after a stopped rebuild)"
+            self.client.alter_collection_properties(name, properties={INDEX_PROPERTY: note})
 
     def _index_params(self, index_type: str) -> Any:
         index = self.client.prepare_index_params()

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgsearch import vector_index
 from imgsearch.vectors import ID_BITS, EncoderMismatch, VectorStore, VectorStoreError, image_id
 
 
@@ -251,9 +252,12 @@ def test_a_server_collection_that_grows_gets_the_smaller_index_by_its_seal(
         owner.drop(name)
 
 
-def test_a_collection_left_without_its_index_gets_one_when_opened(any_milvus: str) -> None:
+def test_a_collection_left_without_its_index_gets_one_when_opened(any_milvus: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A rebuild to the grown index (`seal`) drops the old index, then creates the new one: stopped in
-    between, the collection has none and cannot be loaded. The next store that opens it creates one."""
+    between, the collection has none and cannot be loaded. The next store that opens it creates the
+    index a seal would give it at its size (on a server past the threshold: the grown one)."""
+    monkeypatch.setattr(vector_index, "GROW_TO_SQ8_AT", 20)
     store = VectorStore(any_milvus)
     name = f"unindexed_{image_id(any_milvus) % 10**6}"
     store.drop(name)
@@ -267,4 +271,8 @@ def test_a_collection_left_without_its_index_gets_one_when_opened(any_milvus: st
     reopened = VectorStore(any_milvus)
     assert reopened.search(name, vectors[7:8], 1)[0][0].id == 7
     assert reopened.client.list_indexes(name, "vector") != [] and reopened.count(name) == 30
+    if reopened.is_lite:
+        assert reopened._index_of(name) == "FLAT" and reopened.recorded_index(name) is None
+    else:
+        assert reopened._index_of(name) == "IVF_SQ8" and "restored at 30 vectors" in (reopened.recorded_index(name) or "")
     reopened.drop(name)
