@@ -62,7 +62,8 @@ def test_a_range_grown_past_one_query_is_fetched_in_halves(any_milvus: str,
 
     def fetch(expression: str, limit: int) -> list[dict[str, object]]:
         asked.append(expression)
-        return list(store.client.query("grown", filter=expression, output_fields=["id", VECTOR_FIELD], limit=limit))
+        return list(store.client.query("grown", filter=expression, output_fields=["id", VECTOR_FIELD], limit=limit,
+                                       consistency_level="Session"))  # Strong would cost ~200 ms a query
 
     rows = vector_reads.fetch_slice(fetch, 0, vector_reads.ID_LIMIT)
     assert [int(row["id"]) for row in rows] == sorted(expected)
