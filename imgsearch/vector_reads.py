@@ -12,6 +12,11 @@ Only the first count waits for the server to have applied every write made befor
 (the collection's Strong consistency); later queries do not wait again (Eventually): the query
 node has applied those writes by then, and a write made during the read may or may not be seen,
 as with the iterator.
+
+A slice whose query fails is asked again after a pause, PAUSES times at most: a Milvus 2.3
+standalone that is still compacting a big load can fail a read of a segment it is replacing
+(`PayloadReader ... file to read file`) and answer the same query a little later. Counting is
+not retried: its failure means that the collection cannot be read at all, and it is said at once.
 """
 
 from __future__ import annotations
@@ -19,11 +24,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+import logging
+import time
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 ID_LIMIT = (1 << 63) - 1  # the largest int64, never an id: the product's are below 2**53
 MAX_LIMIT = 16_384  # the most rows one Milvus query may return
 IN_FLIGHT = 2  # slices fetched at once: 2 measured 1.5x one on 2 cores, 4 no better than 2
+PAUSES = (2.0, 10.0, 30.0)  # seconds before each new try of a slice whose fetch failed
 
 Rows = list[dict[str, Any]]
 Count = Callable[[str, bool], int]  # (filter, first) -> rows; the first waits for earlier writes
@@ -61,15 +71,28 @@ def fetch_slice(fetch: Fetch, low: int, high: int) -> Rows:
     return sorted(rows, key=lambda row: int(row["id"]))
 
 
-def read_all(count: Count, fetch: Fetch, target: int) -> Iterator[Rows]:
+def fetch_patiently(fetch: Fetch, low: int, high: int, transient: type[BaseException]) -> Rows:
+    """`fetch_slice`, tried again after each of PAUSES when it fails with `transient`."""
+    for pause in PAUSES:
+        try:
+            return fetch_slice(fetch, low, high)
+        except transient as failure:
+            log.warning("reading ids %d..%d failed (%s); trying again in %.0f s", low, high, failure, pause)
+            time.sleep(pause)
+    return fetch_slice(fetch, low, high)
+
+
+def read_all(count: Count, fetch: Fetch, target: int,
+             transient: type[BaseException] = ConnectionError) -> Iterator[Rows]:
     """Every row, a slice of at most about `target` rows at a time, ascending by id; IN_FLIGHT
-    slices are fetched while the caller works on the one before."""
+    slices are fetched while the caller works on the one before. A fetch failing with
+    `transient` is tried again (PAUSES)."""
     target = max(1, min(target, MAX_LIMIT // 2))
     pending: deque[Future[Rows]] = deque()
     with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="milvus-read") as pool:
         try:
             for low, high in id_slices(count, target):
-                pending.append(pool.submit(fetch_slice, fetch, low, high))
+                pending.append(pool.submit(fetch_patiently, fetch, low, high, transient))
                 if len(pending) > IN_FLIGHT:
                     yield pending.popleft().result()
             while pending:

@@ -363,7 +363,7 @@ class VectorStore:
             return query(expression, output_fields=fields, limit=limit, consistency_level="Eventually",
                          strict_float32=True)
 
-        yield from read_all(count, fetch, batch)
+        yield from read_all(count, fetch, batch, transient=VectorStoreError)
 
     def search(
         self, name: str, vectors: np.ndarray, top_k: int, label: str | None = None

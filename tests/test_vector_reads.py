@@ -78,3 +78,40 @@ def test_a_reader_that_stops_early_leaves_no_work_behind(any_milvus: str) -> Non
     assert first == min(expected)
     assert [thread for thread in threading.enumerate() if thread.name.startswith("milvus-read")] == []
     store.drop("early")
+
+
+def test_a_slice_whose_fetch_fails_is_asked_again_and_a_lasting_failure_is_raised(
+        any_milvus: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A standalone compacting a big load can fail a read and answer it a little later: the
+    reader tries each slice again after a pause, a bounded number of times, and loses no row."""
+    store = VectorStore(any_milvus)
+    expected = stored(store, "flaky")
+    monkeypatch.setattr(vector_reads, "PAUSES", (0.01, 0.01))
+    failures: dict[str, int] = {}
+
+    def query(expression: str) -> list[dict[str, object]]:
+        return list(store.client.query("flaky", filter=expression, output_fields=["id"], limit=vector_reads.MAX_LIMIT,
+                                       consistency_level="Session"))
+
+    def count(expression: str, first: bool) -> int:
+        return len(query(expression))
+
+    def fetch(expression: str, limit: int) -> list[dict[str, object]]:
+        failures[expression] = failures.get(expression, 0) + 1
+        if failures[expression] <= 2:  # every slice fails twice, then is answered
+            raise ConnectionError("PayloadReader.cpp:51 => file to read file")
+        return query(expression)
+
+    read = [int(row["id"]) for rows in vector_reads.read_all(count, fetch, 40) for row in rows]
+    assert read == sorted(expected)
+    assert len(failures) > 3 and set(failures.values()) == {3}
+
+    def never(expression: str, limit: int) -> list[dict[str, object]]:
+        failures[expression] = failures.get(expression, 0) + 1
+        raise ConnectionError("gone")
+
+    failures.clear()
+    with pytest.raises(ConnectionError, match="gone"):
+        list(vector_reads.read_all(count, never, 40))
+    assert max(failures.values()) == 3, "tried once and again after each pause, no more"
+    store.drop("flaky")
