@@ -18,6 +18,7 @@ from imgsearch.progress import Progress
 from imgsearch.settings import Settings, check_collection_name, get_settings
 
 if TYPE_CHECKING:
+    from imgsearch.expansion import QueryExpansion
     from imgsearch.collection import Stores
     from imgsearch.searching import Result
     from imgsearch.summary import IndexSummary
@@ -156,11 +157,18 @@ def index(arguments: argparse.Namespace) -> int:
 
 def search(arguments: argparse.Namespace) -> int:
     return _search([Path(image) for image in arguments.images], _collection(arguments), arguments.top_k,
-                   arguments.label, arguments.json, min_score=arguments.min_score)
+                   arguments.label, arguments.json, min_score=arguments.min_score, expand=arguments.expand)
+
+
+def _expansion(expand: int | None) -> QueryExpansion:
+    """`--expand N`, or QUERY_EXPANSION; k 0 is off."""
+    from imgsearch.expansion import QueryExpansion
+
+    return QueryExpansion(settings().query_expansion if expand is None else expand, settings().query_expansion_alpha)
 
 
 def _search(images: list[Path], collection: str, top_k: int | None, label: str | None, as_json: bool,
-            min_score: float | None = None) -> int:
+            min_score: float | None = None, expand: int | None = None) -> int:
     """Search by each image (groups of QUERY_BATCH share a model batch and a Milvus search);
     one image prints its results, several print them under each image's path."""
     from imgsearch.searching import QUERY_BATCH, encode_queries, nearest_each
@@ -175,7 +183,8 @@ def _search(images: list[Path], collection: str, top_k: int | None, label: str |
         group = images[start : start + QUERY_BATCH]
         queries = encode_queries(encoder, [(str(image), image.read_bytes()) for image in group])
         answers += nearest_each(queries, collection, top_k or settings().top_k, both.vectors, both.catalog,
-                                label=label, encoder=encoder.name, min_score=min_score)
+                                label=label, encoder=encoder.name, min_score=min_score,
+                                expansion=_expansion(expand))
     if as_json:
         rows = [[asdict(result) for result in results] for results in answers]
         print_json(rows[0] if len(images) == 1 else
@@ -204,7 +213,8 @@ def similar(arguments: argparse.Namespace) -> int:
     weight = NEGATIVE_WEIGHT if arguments.negative_weight is None else arguments.negative_weight
     results = like_these([indexed_id(p) for p in arguments.images], [indexed_id(p) for p in arguments.unlike],
                          name, arguments.top_k or settings().top_k, both.vectors, both.catalog,
-                         negative_weight=weight, label=arguments.label, min_score=arguments.min_score)
+                         negative_weight=weight, label=arguments.label, min_score=arguments.min_score,
+                         expansion=_expansion(arguments.expand))
     _print_results(results, name, arguments.json, arguments.min_score)
     return 0
 

@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--min-score", type=_score, default=None,
                         help="only results at least this similar (cosine, -1 to 1); fewer then, never padded")
     search.add_argument("--label", default=None, help="only images with this label")
+    search.add_argument("--expand", type=_expand, default=None, metavar="N",
+                        help="query expansion (αQE): search again with the query plus its first N answers; 0: off (default: QUERY_EXPANSION)")
     _collection(search)
     search.add_argument("--json", action="store_true")
 
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--top-k", type=_top_k, default=None)
     similar.add_argument("--min-score", type=_score, default=None)
     similar.add_argument("--label", default=None, help="only images with this label")
+    similar.add_argument("--expand", type=_expand, default=None, metavar="N",
+                         help="query expansion (αQE): search again with the query plus its first N answers; 0: off (default: QUERY_EXPANSION)")
     _collection(similar)
     similar.add_argument("--json", action="store_true")
 
@@ -329,6 +333,15 @@ def _top_k(text: str) -> int:
     value = _positive(text)
     if value > TOP_K_MAX:
         raise argparse.ArgumentTypeError(f"must be at most {TOP_K_MAX}")
+    return value
+
+
+def _expand(text: str) -> int:
+    from imgsearch.settings import QUERY_EXPANSION_MAX
+
+    value = int(text)
+    if not 0 <= value <= QUERY_EXPANSION_MAX:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {QUERY_EXPANSION_MAX}")
     return value
 
 

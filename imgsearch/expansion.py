@@ -8,12 +8,26 @@ human annotation", 2018). They differ in when:
   searches a query);
 - DBA, at index time: every stored vector is expanded by its k nearest other stored vectors,
   once (a search per image added, and its neighbours' vectors change with it).
-`imgsearch eval` measures both (evaluation.py); neither is part of indexing or search yet.
+`imgsearch eval` measures both (evaluation.py). αQE is offered at search time
+(`QUERY_EXPANSION`, off by default: it won on some labelled sets and lost on others, BENCHMARKS.md
+"Query expansion"); `searching.nearest_each` applies it with `expand_by_answers`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class QueryExpansion:
+    """αQE: each query is searched, then searched again as the normalised sum of itself and its
+    first `k` answers' vectors, each weighted by its cosine to the query to the power `alpha`."""
+
+    k: int
+    alpha: float = 1.0
 
 
 def nearest(queries: np.ndarray, base: np.ndarray, k: int, leave_out_self: bool = False
@@ -52,3 +66,24 @@ def augment_database(base: np.ndarray, k: int, alpha: float) -> np.ndarray:
     """DBA: every row of `base` expanded by its k nearest other rows."""
     neighbours, cosines = nearest(base, base, k, leave_out_self=True)
     return expanded(base, base, neighbours, cosines, alpha)
+
+
+def expand_by_answers(queries: np.ndarray, answers: Sequence[Sequence[tuple[int, float]]],
+                      stored: Mapping[int, np.ndarray], alpha: float) -> np.ndarray:
+    """αQE with answers a store gave: row i of `queries` plus the vectors `stored` of its
+    answers (id, cosine), weighted as `expanded` weighs them. A query with fewer answers (or
+    none) is expanded by those it has; an answer whose vector is not stored adds nothing."""
+    ids = sorted({image for found in answers for image, _ in found if image in stored})
+    position = {image: row for row, image in enumerate(ids)}
+    # The last row is zeros: the neighbour of every empty place, so it adds nothing whatever its weight.
+    base = np.zeros((len(ids) + 1, queries.shape[1]), dtype=np.float32)
+    for image, row in position.items():
+        base[row] = stored[image]
+    width = max((len(found) for found in answers), default=0)
+    neighbours = np.full((len(queries), max(width, 1)), len(ids))
+    cosines = np.zeros(neighbours.shape, dtype=np.float32)
+    for row, found in enumerate(answers):
+        for column, (image, cosine) in enumerate(found):
+            if image in position:
+                neighbours[row, column], cosines[row, column] = position[image], cosine
+    return expanded(queries.astype(np.float32), base, neighbours, cosines, alpha)

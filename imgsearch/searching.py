@@ -3,6 +3,10 @@
 Only hits whose record is `indexed` are returned, so a vector a crash left
 behind (its row still `pending`) is never shown; Milvus is asked for a few
 more than `top_k` so that such hits do not shorten the answer.
+
+With query expansion (`QUERY_EXPANSION`, `expansion.QueryExpansion`) each query is searched twice:
+first for its k nearest indexed images (label filter and exclusions applied, no minimum score),
+then as itself plus their vectors; scores are then cosines to that expanded query.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 from imgsearch.catalog import INDEXED, Catalog
 from imgsearch.decode import DecodeError, decode_image
 from imgsearch.errors import BadInput, NotFound
+from imgsearch.expansion import QueryExpansion, expand_by_answers
 from imgsearch.models import AnyEncoder
 from imgsearch.vectors import VectorStore
 
@@ -78,15 +83,28 @@ def nearest_each(
     exclude: Collection[int] = (),
     encoder: str | None = None,
     min_score: float | None = None,
+    expansion: QueryExpansion | None = None,
 ) -> list[list[Result]]:
     """For each row of `queries`, in their order, the `top_k` indexed images nearest to it,
     best first; only those at least `min_score` similar when it is given (fewer then, never
-    padded). One Milvus search and one catalog read answer all of them. `encoder`: the encoder
-    that made the queries; a collection of another encoder's vectors is refused."""
+    padded). One Milvus search and one catalog read answer all of them (two of each with
+    `expansion`). `encoder`: the encoder that made the queries; a collection of another
+    encoder's vectors is refused."""
     check_min_score(min_score)
     if encoder is not None:
         vectors.check_encoder(collection, encoder)
     excluded = set(exclude)
+    if expansion is not None and expansion.k > 0:
+        first = indexed_nearest(queries, collection, expansion.k, vectors, catalog, label, excluded, None)
+        answers = [[(result.id, result.score) for result in results] for results in first]
+        stored = vectors.vectors(collection, sorted({image for found in answers for image, _ in found}))
+        queries = expand_by_answers(queries, answers, stored, expansion.alpha)
+    return indexed_nearest(queries, collection, top_k, vectors, catalog, label, excluded, min_score)
+
+
+def indexed_nearest(queries: np.ndarray, collection: str, top_k: int, vectors: VectorStore, catalog: Catalog,
+                    label: str | None, excluded: Collection[int], min_score: float | None) -> list[list[Result]]:
+    """One Milvus search for all `queries`, its hits joined with their catalog records."""
     found = vectors.search(collection, queries, top_k + SLACK + len(excluded), label)
     kept = [[hit for hit in hits if hit.id not in excluded and (min_score is None or hit.score >= min_score)]
             for hits in found]
@@ -116,6 +134,7 @@ def like_these(
     negative_weight: float = NEGATIVE_WEIGHT,
     label: str | None = None,
     min_score: float | None = None,
+    expansion: QueryExpansion | None = None,
 ) -> list[Result]:
     """More like the `positive` indexed images, less like the `negative` ones: the query is
     the mean of the positives' vectors minus `negative_weight` times the negatives' mean,
@@ -138,4 +157,4 @@ def like_these(
     if norm < 1e-6:
         raise BadInput("the positive and negative examples cancel out: no direction is left to search")
     return nearest_each((query / norm)[np.newaxis], collection, top_k, vectors, catalog, label=label,
-                        exclude=examples, min_score=min_score)[0]
+                        exclude=examples, min_score=min_score, expansion=expansion)[0]

@@ -21,6 +21,7 @@ from imgsearch.collection import delete as delete_from_both
 from imgsearch.collection import drop as drop_from_both
 from imgsearch.duplicates import DEFAULT_MIN_SCORE, DuplicateGroup, duplicate_groups
 from imgsearch import searching
+from imgsearch.expansion import QueryExpansion
 from imgsearch.searching import QUERY_BATCH, Result, decode_queries, nearest_each
 from search_app import params
 from search_app.auth import require_api_key
@@ -96,16 +97,25 @@ def query_and_form(request: Request, fields: dict[str, str],
 async def search_vectors(
     svc: Services, queries: np.ndarray, collection: str, top_k: int, label: str | None, *,
     exclude: Collection[int] = (), encoder: str | None = None, min_score: float | None = None,
+    expand: int | None = None,
 ) -> list[list[Result]]:
     """The nearest indexed images of each query vector, in their order. `encoder`: the one
-    that made the vectors (None: vectors of the collection itself)."""
+    that made the vectors (None: vectors of the collection itself); `expand`: αQE's answers
+    (None: QUERY_EXPANSION)."""
+    expansion = expansion_of(svc, expand)
     vectors, catalog = await run_in_threadpool(svc.vectors), await run_in_threadpool(svc.catalog)
     if not await run_in_threadpool(vectors.exists, collection):
         raise ApiError(404, f"no collection named {collection!r}")
     return await run_in_threadpool(
         lambda: nearest_each(queries, collection, top_k, vectors, catalog, label=label, exclude=exclude,
-                             encoder=encoder, min_score=min_score)
+                             encoder=encoder, min_score=min_score, expansion=expansion)
     )
+
+
+def expansion_of(svc: Services, expand: int | None) -> QueryExpansion:
+    """The request's `expand=`, or the setting; k 0 is off."""
+    return QueryExpansion(svc.settings.query_expansion if expand is None else expand,
+                          svc.settings.query_expansion_alpha)
 
 
 async def search_vector(
@@ -130,11 +140,13 @@ async def search(request: Request) -> Response:
     files, fields = await read_uploads(request, most=MAX_QUERY_IMAGES)
     values = query_and_form(request, fields, lambda given: params.TOP_K.parse(given, svc.settings.top_k),
                             lambda given: params.COLLECTION.parse(given, svc.settings.default_table),
-                            params.LABEL.parse, params.MIN_SCORE.parse)
+                            params.LABEL.parse, params.MIN_SCORE.parse,
+                            lambda given: params.EXPAND.parse(given, svc.settings.query_expansion))
     top_k = params.TOP_K.parse(values, svc.settings.top_k)
     collection = params.COLLECTION.parse(values, svc.settings.default_table)
     label = params.LABEL.parse(values)
     min_score = params.MIN_SCORE.parse(values)
+    expand = params.EXPAND.parse(values, svc.settings.query_expansion)
     marks.append(("upload", time.perf_counter()))
     pixels = await run_in_threadpool(decode_queries, files)
     marks.append(("decode", time.perf_counter()))
@@ -142,7 +154,7 @@ async def search(request: Request) -> Response:
     queries = np.stack(await svc.batcher.embed_each(pixels))
     marks.append(("encode", time.perf_counter()))
     answers = await search_vectors(svc, queries, collection, top_k, label, encoder=svc.batcher.encoder.name,
-                                   min_score=min_score)
+                                   min_score=min_score, expand=expand)
     marks.append(("search", time.perf_counter()))
     took = marks[-1][1] - marks[0][1]
     request.app.state.metrics.search.observe(took)
@@ -191,12 +203,13 @@ async def answer_like_these(
     top_k = params.TOP_K.parse(query, svc.settings.top_k)
     collection = params.COLLECTION.parse(query, svc.settings.default_table)
     label, min_score = params.LABEL.parse(query), params.MIN_SCORE.parse(query)
+    expansion = expansion_of(svc, params.EXPAND.parse(query, svc.settings.query_expansion))
     stores = await run_in_threadpool(svc.stores)
     if not await run_in_threadpool(stores.vectors.exists, collection):
         raise ApiError(404, f"no collection named {collection!r}")
     results = await run_in_threadpool(lambda: searching.like_these(
         positive, negative, collection, top_k, stores.vectors, stores.catalog, label=label, min_score=min_score,
-        negative_weight=negative_weight))
+        negative_weight=negative_weight, expansion=expansion))
     return JSONResponse({"results": [result_json(r, collection) for r in results],
                          "took_ms": round((time.perf_counter() - started) * 1000, 2)})
 

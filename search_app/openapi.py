@@ -47,11 +47,11 @@ def upload(*fields: params.Integer | params.Collection | params.Label | params.S
 
 ID = params.IMAGE_ID.parameter()
 NAME = params.COLLECTION_IN_PATH.parameter()
-TOP_K, COLLECTION, LABEL, TABLE, MIN_SCORE = (params.TOP_K.query(), params.COLLECTION.query(),
-                                              params.LABEL.query(), params.SEED_TABLE.query(),
-                                              params.MIN_SCORE.query())
+TOP_K, COLLECTION, LABEL, TABLE, MIN_SCORE, EXPAND = (params.TOP_K.query(), params.COLLECTION.query(),
+                                                      params.LABEL.query(), params.SEED_TABLE.query(),
+                                                      params.MIN_SCORE.query(), params.EXPAND.query())
 SECURED = [{"bearer": []}, {"apiKey": []}]
-UPLOAD = upload(params.TOP_K, params.COLLECTION, params.LABEL, params.MIN_SCORE, most=MAX_QUERY_IMAGES)
+UPLOAD = upload(params.TOP_K, params.COLLECTION, params.LABEL, params.MIN_SCORE, params.EXPAND, most=MAX_QUERY_IMAGES)
 SEED_UPLOAD = upload(params.SEED_TOP_K, params.MIN_SCORE)
 IMAGE_ONLY = upload()
 IMAGE_BYTES = {"description": "the image", "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}
@@ -190,17 +190,17 @@ PATHS: dict[str, Any] = {
     "/api/search": {"post": operation(
         "Search by uploaded images", {"200": json_response("nearest images, best first", ref("SearchAnswer")),
                                       **errors(400, 404, 413, 415, 422, 503)},
-        parameters=[TOP_K, COLLECTION, LABEL, MIN_SCORE], body=UPLOAD)},
+        parameters=[TOP_K, COLLECTION, LABEL, MIN_SCORE, EXPAND], body=UPLOAD)},
     "/api/similar": {"get": operation(
         "More like these indexed images, less like those", {
             "200": json_response("nearest to the examples' direction, the examples excluded", ref("Results")),
             **errors(404, 422, 503)},
         parameters=[params.POSITIVE.query(), params.NEGATIVE.query(), params.NEGATIVE_WEIGHT.query(), TOP_K,
-                    COLLECTION, LABEL, MIN_SCORE])},
+                    COLLECTION, LABEL, MIN_SCORE, EXPAND])},
     "/api/images/{id}/similar": {"get": operation(
         "More like an indexed image", {"200": json_response("nearest images", ref("Results")),
                                        **errors(404, 422, 503)},
-        parameters=[ID, TOP_K, COLLECTION, LABEL, MIN_SCORE])},
+        parameters=[ID, TOP_K, COLLECTION, LABEL, MIN_SCORE, EXPAND])},
     "/api/images/{id}": {
         "get": operation("An image's record", {"200": json_response("the record", ref("Image")),
                                                **errors(404, 422, 503)},

@@ -17,7 +17,7 @@ from imgsearch.discover import canonical_path, is_within
 from imgsearch.duplicates import DEFAULT_MIN_SCORE, LOWEST_MIN_SCORE
 from imgsearch.searching import MIN_SCORE_HIGH, MIN_SCORE_LOW, MOST_EXAMPLES
 from imgsearch.searching import NEGATIVE_WEIGHT as DEFAULT_NEGATIVE_WEIGHT
-from imgsearch.settings import COLLECTION_NAME, TOP_K_MAX, TOP_K_MIN, check_collection_name
+from imgsearch.settings import COLLECTION_NAME, QUERY_EXPANSION_MAX, TOP_K_MAX, TOP_K_MIN, check_collection_name
 from imgsearch.thumbnails import BUCKETS, LARGEST, SMALLEST
 from imgsearch.vectors import ID_BITS, LABEL_LENGTH
 from search_app.errors import ApiError
@@ -303,6 +303,9 @@ class ServerPath:
 
 TOP_K = Integer("top_k", TOP_K_MIN, TOP_K_MAX, f"{TOP_K_MIN}..{TOP_K_MAX}; empty or absent: TOP_K")
 SEED_TOP_K = Integer("topk", TOP_K_MIN, TOP_K_MAX, f"{TOP_K_MIN}..{TOP_K_MAX}; empty or absent: TOP_K")
+EXPAND = Integer("expand", 0, QUERY_EXPANSION_MAX,
+                 f"query expansion (αQE): search again with the query plus its first N answers, 0..{QUERY_EXPANSION_MAX}; "
+                 "0: off; empty or absent: QUERY_EXPANSION")
 THUMBNAIL_SIZE = Integer("size", SMALLEST, LARGEST,
                          f"longer side in pixels, served from the next of {list(BUCKETS)}; empty or absent: 256",
                          default=256)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgsearch.expansion import augment_database, expand_queries, expanded, nearest
+from imgsearch.expansion import augment_database, expand_by_answers, expand_queries, expanded, nearest
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -56,3 +56,18 @@ def test_database_augmentation_leaves_a_lone_vector_and_merges_a_tight_pair() ->
     assert augmented[0] @ augmented[1] > base[0] @ base[1], "a close pair comes closer"
     assert np.linalg.norm(augmented, axis=1) == pytest.approx([1, 1, 1])
     assert augment_database(base, k=1, alpha=1.0).shape == base.shape
+
+
+def test_answers_from_a_store_expand_each_query_by_the_vectors_it_has() -> None:
+    """`expand_by_answers`: ragged answers (fewer than k, none), ids shared between queries, and
+    an answer whose vector is not stored: the missing ones add nothing, whatever α is."""
+    base = on_a_circle([0, 20, 90, 180])
+    stored = {10: base[0], 20: base[1], 30: base[2]}
+    queries = on_a_circle([5, 85, 45])
+    answers = [[(10, 0.99), (20, 0.97), (99, 0.9)], [(30, 0.99)], []]
+    for alpha in (0.0, 1.0, 3.0):
+        got = expand_by_answers(queries, answers, stored, alpha)
+        assert got[0] == pytest.approx(unit(queries[:1] + 0.99**alpha * base[:1] + 0.97**alpha * base[1:2])[0], abs=1e-6)
+        assert got[1] == pytest.approx(unit(queries[1:2] + 0.99**alpha * base[2:3])[0], abs=1e-6)
+        assert got[2] == pytest.approx(queries[2], abs=1e-6), "no answers: the query as it was"
+    assert expand_by_answers(queries, [[], [], []], {}, 1.0) == pytest.approx(queries, abs=1e-6)

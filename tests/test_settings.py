@@ -59,7 +59,8 @@ def test_dotenv_is_read(tmp_path: Path) -> None:
     [("TOP_K", "0", "TOP_K"), ("TOP_K", "many", "TOP_K"), ("VECTOR_DIMENSION", "512", "VECTOR_DIMENSION"),
      ("DEFAULT_TABLE", "bad-name", "DEFAULT_TABLE"), ("MILVUS_URI", "milvus.txt", "MILVUS_URI"),
      ("DATABASE_URL", "oracle://x", "DATABASE_URL"), ("MILVUS_PORT", "99999", "MILVUS_PORT"),
-     ("POOLING", "median", "POOLING")],
+     ("POOLING", "median", "POOLING"), ("QUERY_EXPANSION", "-1", "QUERY_EXPANSION"),
+     ("QUERY_EXPANSION_ALPHA", "much", "QUERY_EXPANSION_ALPHA")],
 )
 def test_a_wrong_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                                named: str) -> None:

@@ -78,7 +78,7 @@ def test_the_document_takes_every_query_parameter_from_its_parser() -> None:
                                  params.THUMBNAIL_SIZE, params.WAIT, params.MIN_SCORE,
                                  params.DUPLICATES_MIN_SCORE, params.INCLUDE_VECTOR, params.NEGATIVE_WEIGHT,
                                  params.POSITIVE, params.NEGATIVE, params.PAGE_LIMIT, params.PAGE_AFTER,
-                                 params.FOLDER, RUNS_LIMIT)]
+                                 params.FOLDER, params.EXPAND, RUNS_LIMIT)]
     given += [params.IMAGE_ID.parameter(), params.COLLECTION_IN_PATH.parameter()]
     for path, item in document()["paths"].items():
         for method, operation in item.items():

@@ -147,3 +147,29 @@ def test_more_like_these_less_like_those(site: Site) -> None:
 def test_bad_examples_are_4xx(site: Site, given: dict, status: int) -> None:
     with site.client() as client:
         assert_error(client.get("/api/similar", params={**Q, **given}), status)
+
+
+def test_query_expansion_per_request_on_search_and_more_like_this(site: Site, tmp_path: Path) -> None:
+    """`expand=N` searches again with the query plus its first N answers: the photo a query was
+    made from still comes first, top_k and min_score hold; a bad N is a 422 naming it."""
+    from imgsearch.vectors import image_id
+
+    query = [("image", ("q.jpg", query_bytes(site, 6, tmp_path)))]
+    plain = search(site, query, top_k=8)["results"]
+    expanded = search(site, query, top_k=8, expand=2)["results"]
+    assert expanded[0]["path"] == plain[0]["path"] == str(site.photos[6]) and len(expanded) == 8
+    assert [r["score"] for r in expanded] != [r["score"] for r in plain], "scores are to the expanded query"
+    assert search(site, query, top_k=8, expand=0)["results"] == plain
+    cut = (expanded[3]["score"] + expanded[4]["score"]) / 2  # between the fourth and the fifth
+    assert [r["id"] for r in search(site, query, top_k=8, expand=2, min_score=f"{cut:.6f}")["results"]] == \
+        [r["id"] for r in expanded[:4]]
+    image = image_id(str(site.photos[6]))
+    with site.client() as client:
+        similar = client.get(f"/api/images/{image}/similar", params={**Q, "top_k": 5, "expand": "3"})
+        assert similar.status_code == 200 and len(similar.json()["results"]) == 5
+        assert image not in [r["id"] for r in similar.json()["results"]]
+        for value in ("-1", "51", "two", "1.5"):
+            response = client.post("/api/search", params={**Q, "expand": value}, files=query)
+            assert "expand" in assert_error(response, 422)["detail"]
+        assert "expand" in assert_error(client.get("/api/similar", params={**Q, "positive": image, "expand": "x"}),
+                                        422)["detail"]
