@@ -90,3 +90,28 @@ def test_original_ranks_count_the_images_above_each_original() -> None:
     scores = np.array([[0.9, 0.5, 0.95], [0.2, 0.8, 0.1]])  # copy 0 of image 0, copy 1 of image 1
     assert original_ranks(scores, [0, 1]).tolist() == [1, 0]
     assert original_ranks(scores, [1, 2]).tolist() == [2, 2]
+
+
+def test_expansions_name_the_best_dba_in_the_combination_and_plain_leads_nothing() -> None:
+    """`measure_expansions` on clusters: every variant measured once, plain as it is, and the
+    combination row built from the DBA and αQE with the highest mAP@10."""
+    from imgsearch.evaluation import EXPANSION_ALPHAS, EXPANSION_KS, measure_expansions
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(4, 64))
+    database = np.repeat(centres, 12, axis=0) + 0.9 * rng.normal(size=(48, 64))
+    database = (database / np.linalg.norm(database, axis=1, keepdims=True)).astype(np.float32)
+    labels = [frozenset({f"k{row // 12}"}) for row in range(48)]
+    chosen = list(range(0, 48, 4))
+    copies = database[chosen] + 0.2 * rng.normal(size=(len(chosen), 64)).astype(np.float32)
+    edited = {"noisy": (copies / np.linalg.norm(copies, axis=1, keepdims=True)).astype(np.float32)}
+    figures = measure_expansions(database, edited, labels, chosen)
+    assert len(figures) == 2 + 2 * len(EXPANSION_KS) * len(EXPANSION_ALPHAS)
+    plain = figures["plain"]
+    assert plain["mAP@10"] == pytest.approx(per_query_metrics(database, labels)["mAP@10"].mean())
+    assert plain["near_duplicate_recall@1"] == pytest.approx(
+        (original_ranks(edited["noisy"] @ database.T, chosen) == 0).mean())
+    assert (plain["mAP@10_lead"], plain["mAP@10_lead_error"]) == (0.0, 0.0)
+    dba = {name: f["mAP@10"] for name, f in figures.items() if name.startswith("DBA") and "+" not in name}
+    qe = {name: f["mAP@10"] for name, f in figures.items() if name.startswith("αQE")}
+    assert list(figures)[-1] == f"{max(dba, key=dba.get)} + {max(qe, key=qe.get)}"  # type: ignore[arg-type]
