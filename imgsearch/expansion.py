@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imgsearch.topk import top_columns
+
 
 @dataclass(frozen=True)
 class QueryExpansion:
@@ -38,10 +40,7 @@ def nearest(queries: np.ndarray, base: np.ndarray, k: int, leave_out_self: bool 
     similarity = queries @ base.T
     if leave_out_self:
         np.fill_diagonal(similarity, -np.inf)
-    k = min(k, base.shape[0] - int(leave_out_self))
-    top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1, kind="stable")
-    indices = np.take_along_axis(top, order, axis=1)
+    indices = top_columns(similarity, min(k, base.shape[0] - int(leave_out_self)))
     return indices, np.take_along_axis(similarity, indices, axis=1)
 
 

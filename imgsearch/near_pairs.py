@@ -23,6 +23,7 @@ import numpy as np
 
 from imgsearch.errors import BadInput
 from imgsearch.progress import Progress, quiet
+from imgsearch.topk import top_columns
 
 EXACT_UP_TO = 20_000
 PROBES = 4  # lists each row is compared with, its own included (the module's docstring says why)
@@ -139,8 +140,6 @@ def assign(rows: np.ndarray, centroids: np.ndarray, probes: int, progress: Progr
     nearest = np.empty((len(rows), probes), dtype=np.int64)
     for start in range(0, len(rows), ASSIGN_BLOCK):
         scores = np.asarray(rows[start : start + ASSIGN_BLOCK], dtype=np.float32) @ centroids.T
-        top = np.argpartition(-scores, probes - 1, axis=1)[:, :probes]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        nearest[start : start + len(scores)] = np.take_along_axis(top, order, axis=1)
+        nearest[start : start + len(scores)] = top_columns(scores, probes)
         progress("partitioning", min(start + ASSIGN_BLOCK, len(rows)), len(rows))
     return nearest
