@@ -24,6 +24,7 @@ class Backend:
     uri: str
     disk: Path
     server: Any = None  # has .stop() and .server_proc (a Popen), where a process serves it
+    server_name: str = ""  # that process, as the memory figures name it
 
     @property
     def server_pid(self) -> int | None:
@@ -71,7 +72,7 @@ def start_backend(name: str, data: Path) -> Backend:
         return Backend(name, data, str(data / "milvus.db"), data / "milvus.db")
     if name == "lite-server":
         server = LiteServer(data / "milvus.db")
-        return Backend(name, data, f"http://127.0.0.1:{server.port}", data / "milvus.db", server)
+        return Backend(name, data, f"http://127.0.0.1:{server.port}", data / "milvus.db", server, "milvus-lite server")
     if name != "standalone":
         raise ValueError(f"unknown backend {name!r}: {', '.join(BACKENDS)}")
     try:
@@ -84,7 +85,8 @@ def start_backend(name: str, data: Path) -> Backend:
     server.set_base_dir(str(data / "standalone"))
     server.listen_port = free_port()
     server.start()
-    return Backend(name, data, f"http://127.0.0.1:{server.listen_port}", data / "standalone", server)
+    return Backend(name, data, f"http://127.0.0.1:{server.listen_port}", data / "standalone", server,
+                   "Milvus standalone")
 
 
 def folder_bytes(path: Path) -> int:

@@ -338,9 +338,8 @@ def run(sizes: list[int], backends: list[str], workdir: Path, real: int = 300,
     with memory.running():
         for name in backends:
             backend = start_backend(name, workdir / name)
-            server = {"standalone": "Milvus standalone", "lite-server": "milvus-lite server"}.get(name, "")
             if backend.server_pid:
-                memory.watch(server, backend.server_pid)
+                memory.watch(backend.server_name, backend.server_pid)
             corpus = Corpus(vectors, files, backend.data / "rows.f32")
             report["backends"][name] = figures = {}
             try:
@@ -352,7 +351,7 @@ def run(sizes: list[int], backends: list[str], workdir: Path, real: int = 300,
                     stored = size
                     say(render_one(name, figures[str(size)]))
             finally:
-                memory.forget(server)
+                memory.forget(backend.server_name)
                 backend.stop()
     return report
 
