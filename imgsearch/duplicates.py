@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from imgsearch import failpoints
 from imgsearch.catalog import INDEXED, Catalog, ImageRecord
 from imgsearch.errors import BadInput, NotFound
 from imgsearch.near_pairs import EXACT_UP_TO, TooManyPairs, similar_pairs
@@ -106,6 +107,7 @@ def _indexed_vectors(collection: str, vectors: VectorStore, catalog: Catalog, pa
             ids += [batch_ids[n] for n in keep]
             out.write(np.ascontiguousarray(batch[keep], dtype=np.float32).tobytes())
             dimension = batch.shape[1]
+            failpoints.reach("duplicates-read")
             progress("reading vectors", len(ids), len(indexed))
     if not ids:
         return ids, np.zeros((0, dimension), dtype=np.float32)

@@ -6,7 +6,8 @@ flush: a power cut or the OOM killer) the N-th time it reaches the point NAME
 Ctrl-C, a `kill`, at exactly that point). Unset, as in production, a point costs
 one dict lookup. The points: `between-stores` - a chunk's vectors are in Milvus,
 its catalog rows still say `pending`; `export-batch` - an export wrote a batch,
-its files are not complete; `watch-batch` - a watcher took a batch of changes, its run has not begun.
+its files are not complete; `watch-batch` - a watcher took a batch of changes, its run has not begun;
+`duplicates-read` - duplicates wrote a slice of vectors to its temporary file, more are being read.
 """
 
 from __future__ import annotations

@@ -162,6 +162,13 @@ def test_duplicates_lists_the_planted_groups(run, tmp_path: Path, photos: list[P
     assert len(listed) == 2 + 2 * 2  # each group's heading and its images, one a line
     assert_one_line_error(run("duplicates", "--min-score", "0.2"), "min_score for duplicates must be from 0.5")
     assert_one_line_error(run("duplicates", "--collection", "nothing"), "no collection named 'nothing'")
+    # Ctrl-C or SIGTERM while the vectors are read back: stopped at once, its temporary file gone.
+    (tmp_path / "tmp").mkdir()
+    for sent, status in (("SIGINT", 130), ("SIGTERM", 143)):
+        stopped = run("duplicates", IMGSEARCH_FAILPOINT=f"duplicates-read@1:{sent}", TMPDIR=str(tmp_path / "tmp"))
+        assert stopped.returncode == status, stopped.stderr
+        assert stopped.stderr.strip().endswith("imgsearch: interrupted") and "Traceback" not in stopped.stderr
+        assert list((tmp_path / "tmp").iterdir()) == []
 
     # More like an indexed original: its copies first; less like one of them: that one falls back.
     original = next(p for p in expected[0] if "/originals/" in p)
