@@ -397,7 +397,8 @@ def evaluate(arguments: argparse.Namespace) -> int:
     chosen = PRECISIONS if arguments.precisions is None else arguments.precisions
     encoders = {precision: resources.encoder(weights, current.pooling, current.batch_size, precision).embed  # type: ignore[arg-type]
                 for precision in chosen}  # fp32 first: the others are compared with it
-    result = measure(images, maps, queries=arguments.queries, encoders=encoders, pooling=current.pooling)
+    result = measure(images, maps, queries=arguments.queries, encoders=encoders, pooling=current.pooling,
+                     scales=arguments.scales)
     print(f"{result.images} images, {len({l for i in images for l in i.labels})} labels\n")
     print(render(result))
     if arguments.json_file:

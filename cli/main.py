@@ -262,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--precisions", type=_precisions, default=None, metavar="LIST",
                           help="the PRECISIONs to compare with fp32, comma-separated, or none "
                                "(default: all of them)")
+    evaluate.add_argument("--scales", type=_scales, default=(), metavar="LIST",
+                          help="also measure multi-scale descriptors at these factors of 224, e.g. 0.707,1,1.414 "
+                               "(158, 224 and 317 pixels; each a forward pass)")
     evaluate.add_argument("--json", type=Path, default=None, dest="json_file", metavar="FILE")
 
     sample = command("sample", run.sample, "Write a sample set of real photos (VOC layout; --fashion: a folder per kind).")
@@ -334,6 +337,17 @@ def _top_k(text: str) -> int:
     if value > TOP_K_MAX:
         raise argparse.ArgumentTypeError(f"must be at most {TOP_K_MAX}")
     return value
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    """Two or more factors of the 224-pixel input, each from 0.3 to 3, separated by commas."""
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not numbers separated by commas: {text!r}") from None
+    if len(scales) < 2 or not all(0.3 <= scale <= 3 for scale in scales):
+        raise argparse.ArgumentTypeError("two or more factors, each from 0.3 to 3")
+    return scales
 
 
 def _expand(text: str) -> int:

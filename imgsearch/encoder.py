@@ -35,10 +35,12 @@ def encoder_name(pooling: str, precision: str) -> str:
     return f"resnet50/{pooling}/{precision}"
 
 
-def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32") -> Any:
+def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32",
+                         input_size: int | None = INPUT_SIZE) -> Any:
     """Keras' ResNet50 without its top, from `weights`, pooling its last block as
     `pooling` does in the network (`gem` pools nothing there: the model gives the
-    7x7x2048 map); a file that does not hold all of its weights is refused."""
+    7x7x2048 map); a file that does not hold all of its weights is refused.
+    `input_size` None: images of any size (the eval's multi-scale descriptors)."""
     keras = runtime.keras()
     # bf16: Keras' mixed_bfloat16 policy (float32 variables, bfloat16 compute),
     # fast where the CPU has AVX512-BF16 or AMX. The policy is global in Keras,
@@ -50,7 +52,7 @@ def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32") -
         model = keras.applications.ResNet50(
             include_top=False,
             weights=str(weights),
-            input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+            input_shape=(input_size, input_size, 3),
             pooling=network_pooling(pooling),
         )
     except (ValueError, OSError, KeyError) as error:

@@ -18,10 +18,11 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from imgsearch import runtime
-from imgsearch.decode import decode_image
+from imgsearch.decode import INPUT_SIZE, decode_image
 from imgsearch.discover import FoundImage
 from imgsearch.encoder import build_keras_resnet50
 from imgsearch.expansion import augment_database, expand_queries
+from imgsearch.multiscale import describe, size_of
 from imgsearch.pooling import POOLINGS, pool
 
 # PCA-whitening (Jégou and Chum 2012; Radenović et al.'s retrieval pipelines): centre, rotate onto
@@ -55,18 +56,19 @@ def learn_whitening(features: np.ndarray, dims: int = WHITEN_DIMS) -> Whitening:
 
 
 class FeatureMaps:
-    """ResNet50 without pooling: (N, 224, 224, 3) uint8 -> (N, 7, 7, 2048) float32."""
+    """ResNet50 without pooling: (N, S, S, 3) uint8 -> (N, ⌈S/32⌉, ⌈S/32⌉, 2048) float32; 7x7
+    at the system's 224."""
 
     def __init__(self, weights: Path, batch_size: int = 32) -> None:
         tf = runtime.tensorflow()
         keras = runtime.keras()
 
-        self.model = build_keras_resnet50(weights, "gem")  # GeM pools outside the network: the maps
+        self.model = build_keras_resnet50(weights, "gem", input_size=None)  # GeM pools outside: the maps
         preprocess = keras.applications.resnet50.preprocess_input
         self.batch_size = batch_size
         self._forward = tf.function(
             lambda pixels: self.model(preprocess(tf.cast(pixels, tf.float32)), training=False),
-            input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.uint8)],
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
         )
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
@@ -153,10 +155,10 @@ def edits(rng: random.Random) -> dict[str, Callable[[Image.Image], Image.Image]]
     }
 
 
-def pixels_of(image: Image.Image) -> np.ndarray:
+def pixels_of(image: Image.Image, size: int = INPUT_SIZE) -> np.ndarray:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")  # lossless hand-over to the same decoder the system uses
-    return decode_image(buffer.getvalue()).pixels
+    return decode_image(buffer.getvalue(), size).pixels
 
 
 # What a PRECISION other than fp32 must keep to be a default: its top-10 agrees with fp32's
@@ -183,24 +185,28 @@ class Evaluation:
     # αQE / DBA variant of `expanded_pooling` -> its metrics and its lead over the plain vectors
     expansions: dict[str, dict[str, float]] = field(default_factory=dict)
     expanded_pooling: str = ""
+    # multi-scale: input size -> seconds an image took there (decoding, network, pooling)
+    scale_seconds: dict[int, float] = field(default_factory=dict)
 
 
 Embed = Callable[[np.ndarray], np.ndarray]
 
 
 def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, seed: int = 0,
-             encoders: dict[str, Embed] | None = None, pooling: str | None = None) -> Evaluation:
+             encoders: dict[str, Embed] | None = None, pooling: str | None = None,
+             scales: Sequence[float] = ()) -> Evaluation:
     """Measure every pooling on `images` (labelled); `queries` originals get each edit.
     `encoders` (PRECISION -> embed, fp32 first): each measured on the same pixels too. αQE and
-    DBA are measured on `pooling` (what POOLING is; the best measured here if None)."""
+    DBA are measured on `pooling` (what POOLING is; the best measured here if None), and with
+    two or more `scales` (factors of 224) multi-scale descriptors too."""
     originals = [Image.open(image.path).convert("RGB") for image in images]
     pixels = np.stack([pixels_of(image) for image in originals])
     maps = maps_of(pixels)
     labels = [frozenset(image.labels) for image in images]
     rng = random.Random(seed)
     chosen = rng.sample(range(len(images)), min(queries, len(images)))
-    edit_pixels = {name: np.stack([pixels_of(edit(originals[i])) for i in chosen])
-                   for name, edit in edits(rng).items()}
+    edited_images = {name: [edit(originals[i]) for i in chosen] for name, edit in edits(rng).items()}
+    edit_pixels = {name: np.stack([pixels_of(image) for image in edited]) for name, edited in edited_images.items()}
     edit_maps = {name: maps_of(edited) for name, edited in edit_pixels.items()}
 
     ranking: dict[str, dict[str, float]] = {}
@@ -229,22 +235,34 @@ def evaluate(images: Sequence[FoundImage], maps_of: Embed, queries: int = 100, s
              for kind in POOLINGS if kind != best}
     compared = compare_precisions(pixels, labels, edit_pixels, chosen, encoders) if encoders else {}
     expanded = pooling or best
-    expansions = measure_expansions(*pooled_by_kind[expanded], labels, chosen)
-    return Evaluation(len(images), ranking, near, best, compared, best_overall, leads, expansions, expanded)
+    multi_scale, scale_seconds = None, {}
+    if len(scales) > 1:
+        database, seconds = describe(originals, maps_of, pixels_of, expanded, scales)
+        multi_scale = (database, {name: describe(edited, maps_of, pixels_of, expanded, scales)[0]
+                                  for name, edited in edited_images.items()})
+        scale_seconds = {size: spent / len(originals) for size, spent in seconds.items()}
+    expansions = measure_expansions(*pooled_by_kind[expanded], labels, chosen, multi_scale,
+                                    "multi-scale " + ",".join(str(size_of(scale)) for scale in scales))
+    return Evaluation(len(images), ranking, near, best, compared, best_overall, leads, expansions, expanded,
+                      scale_seconds)
 
 
 def measure_expansions(database: np.ndarray, edited: dict[str, np.ndarray], labels: Sequence[frozenset[str]],
-                       chosen: Sequence[int]) -> dict[str, dict[str, float]]:
+                       chosen: Sequence[int], multi_scale: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
+                       multi_scale_name: str = "multi-scale") -> dict[str, dict[str, float]]:
     """Label retrieval and near-duplicate recall@1 with αQE, DBA, and the best of each together,
-    each against the plain vectors query by query (mAP@10 lead and its standard error). A
-    leave-one-out query is searched as it was embedded (DBA changes what is stored, not what is
-    asked); an edited copy's query is expanded among the stored vectors, its original included."""
+    each against the plain vectors query by query (mAP@10 lead and its standard error); with
+    `multi_scale` (the images' and the edited copies' multi-scale vectors) those alone and with
+    the best αQE. A leave-one-out query is searched as it was embedded (DBA changes what is
+    stored, not what is asked); an edited copy's query is expanded among the stored vectors, its
+    original included."""
     plain = per_query_metrics(database, labels)
 
-    def measured(stored: np.ndarray, expand: Callable[[np.ndarray, bool], np.ndarray]) -> dict[str, float]:
-        per_query = per_query_metrics(stored, labels, expand(database, True))
+    def measured(stored: np.ndarray, expand: Callable[[np.ndarray, bool], np.ndarray],
+                 asked_images: np.ndarray = database, asked_copies: dict[str, np.ndarray] = edited) -> dict[str, float]:
+        per_query = per_query_metrics(stored, labels, expand(asked_images, True))
         recalls = [float((original_ranks(expand(queries, False) @ stored.T, chosen) == 0).mean())
-                   for queries in edited.values()]
+                   for queries in asked_copies.values()]
         mean, error = lead(per_query["mAP@10"], plain["mAP@10"])
         return {**averaged(per_query), "near_duplicate_recall@1": float(np.mean(recalls)),
                 "mAP@10_lead": mean, "mAP@10_lead_error": error}
@@ -270,12 +288,18 @@ def measure_expansions(database: np.ndarray, edited: dict[str, np.ndarray], labe
             best_dba, augmented = (k, alpha), candidate
     assert best_dba is not None
     best_qe = max(qe, key=lambda chosen_pair: qe[chosen_pair]["mAP@10"])
-    return {"plain": {**averaged(plain), "near_duplicate_recall@1": plain_recall,
-                      "mAP@10_lead": 0.0, "mAP@10_lead_error": 0.0},
-            **{f"αQE k={k} α={alpha:g}": figures for (k, alpha), figures in qe.items()},
-            **{f"DBA k={k} α={alpha:g}": figures for (k, alpha), figures in dba.items()},
-            f"DBA k={best_dba[0]} α={best_dba[1]:g} + αQE k={best_qe[0]} α={best_qe[1]:g}":
-                measured(augmented, with_qe(augmented, *best_qe))}
+    figures = {"plain": {**averaged(plain), "near_duplicate_recall@1": plain_recall,
+                         "mAP@10_lead": 0.0, "mAP@10_lead_error": 0.0},
+               **{f"αQE k={k} α={alpha:g}": figures for (k, alpha), figures in qe.items()},
+               **{f"DBA k={k} α={alpha:g}": figures for (k, alpha), figures in dba.items()},
+               f"DBA k={best_dba[0]} α={best_dba[1]:g} + αQE k={best_qe[0]} α={best_qe[1]:g}":
+                   measured(augmented, with_qe(augmented, *best_qe))}
+    if multi_scale is not None:
+        scaled, scaled_copies = multi_scale
+        figures[multi_scale_name] = measured(scaled, asked, scaled, scaled_copies)
+        figures[f"{multi_scale_name} + αQE k={best_qe[0]} α={best_qe[1]:g}"] = measured(
+            scaled, with_qe(scaled, *best_qe), scaled, scaled_copies)
+    return figures
 
 
 def original_ranks(scores: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
@@ -358,6 +382,9 @@ def render(result: Evaluation) -> str:
         for name, m in result.expansions.items():
             lines.append(f"| {name} | {m['P@10']:.3f} | {m['mAP@10']:.3f} | {m['mAP@10_lead']:+.4f} ± "
                          f"{m['mAP@10_lead_error']:.4f} | {m['mAP']:.3f} | {m['near_duplicate_recall@1']:.3f} |")
+    if result.scale_seconds:
+        lines.append("multi-scale, seconds an image at each input size (decoding, network, pooling): " + ", ".join(
+            f"{size}: {1000 * seconds:.1f} ms" for size, seconds in result.scale_seconds.items()))
     if result.precisions:
         header = ("| PRECISION | P@1 | mAP | near-duplicate R@1 | top-10 agreement with fp32 | "
                   f"agreement >= {AGREEMENT_BAR} and mAP within {MAP_TOLERANCE} |")

@@ -98,11 +98,22 @@ def test_eval_yields_ranking_and_near_duplicate_tables(tmp_path: Path) -> None:
 def test_eval_compares_only_the_precisions_asked_for(tmp_path: Path) -> None:
     make_voc_sample(tmp_path / "voc", 8, get_settings().cache_dir, seed=4)
     poolings_only = subprocess.run([IMGSEARCH, "eval", str(tmp_path / "voc"), "--queries", "2", "--precisions", "none",
-                                    "--json", str(tmp_path / "eval.json")],
+                                    "--scales", "0.707,1,1.414", "--json", str(tmp_path / "eval.json")],
                                    capture_output=True, text=True, env=env(), timeout=600, check=False)
     assert poolings_only.returncode == 0, poolings_only.stderr[-3000:]
-    assert json.loads((tmp_path / "eval.json").read_text())["precisions"] == {}
+    figures = json.loads((tmp_path / "eval.json").read_text())
+    assert figures["precisions"] == {}
     assert "| pooling | P@1 |" in poolings_only.stdout and "PRECISION" not in poolings_only.stdout
+    # Multi-scale descriptors (issue 27): the images at 158, 224 and 317 pixels, alone and with αQE.
+    assert list(figures["scale_seconds"]) == ["158", "224", "317"] and all(
+        0 < seconds < 60 for seconds in figures["scale_seconds"].values())
+    scaled = figures["expansions"]["multi-scale 158,224,317"]
+    assert 0 <= scaled["mAP@10"] <= 1 and 0 <= scaled["near_duplicate_recall@1"] <= 1
+    assert any(name.startswith("multi-scale 158,224,317 + αQE k=") for name in figures["expansions"])
+    assert "multi-scale, seconds an image at each input size" in poolings_only.stdout
+    one_scale = subprocess.run([IMGSEARCH, "eval", str(tmp_path / "voc"), "--scales", "1"],
+                               capture_output=True, text=True, env=env(), timeout=600, check=False)
+    assert one_scale.returncode == 2 and "--scales" in one_scale.stderr
     unknown = subprocess.run([IMGSEARCH, "eval", str(tmp_path / "voc"), "--precisions", "int8,int4"],
                              capture_output=True, text=True, env=env(), timeout=600, check=False)
     assert unknown.returncode == 2
