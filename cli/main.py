@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     from cli import commands as run
+    from cli import measure
     from cli.duplicates import duplicates as find_duplicates
 
     weights = command("weights", run.weights, "Provision ImageNet ResNet50 weights into the cache.")
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--write-prefect-yaml", type=Path, default=None, metavar="FILE",
                         help="write the prefect.yaml for `prefect deploy --all` instead of serving")
 
-    bench = command("bench", run.bench, "Measure speed side by side: model, seed, index, search, Milvus.")
+    bench = command("bench", measure.bench, "Measure speed side by side: model, seed, index, search, Milvus.")
     bench.add_argument("--quick", action="store_true", help="300 photos instead of 2,000")
     bench.add_argument("--smoke", action="store_true", help="every stage tiny: checks it runs, not speed")
     bench.add_argument("--count", type=_positive, default=None, help="corpus size")
@@ -255,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--watch", action="store_true",
                        help="only the watch stage: `up --watch`, copy -> own top hit, a burst, idle cost")
 
-    evaluate = command("eval", run.evaluate, "Measure retrieval quality on a labelled folder or VOC tree.")
+    evaluate = command("eval", measure.evaluate, "Measure retrieval quality on a labelled folder or VOC tree.")
     evaluate.add_argument("path")
     evaluate.add_argument("--limit", type=_positive, default=None, help="use at most this many images")
     evaluate.add_argument("--queries", type=_positive, default=100, help="originals given each edit")
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "(158, 224 and 317 pixels; each a forward pass)")
     evaluate.add_argument("--json", type=Path, default=None, dest="json_file", metavar="FILE")
 
-    sample = command("sample", run.sample, "Write a sample set of real photos (VOC layout; --fashion: a folder per kind).")
+    sample = command("sample", measure.sample, "Write a sample set of real photos (VOC layout; --fashion: a folder per kind).")
     sample.add_argument("dest", type=Path)
     sample.add_argument("--count", type=_positive, default=200)
     sample.add_argument("--seed", type=int, default=0)
