@@ -96,9 +96,11 @@ def server_timing(header: str) -> dict[str, float]:
     return marks
 
 
-def search_latency(url: str, image: bytes, requests: int, concurrency: int) -> dict[str, Any]:
-    """`requests` searches by `image` from `concurrency` clients; latency percentiles, QPS, and
-    the median of each `Server-Timing` phase (`search`: Milvus and the catalog)."""
+def search_latency(url: str, image: bytes, requests: int, concurrency: int,
+                   params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`requests` searches by `image` from `concurrency` clients (with `params` beside top_k 10);
+    latency percentiles, QPS, and the median of each `Server-Timing` phase (`search`: Milvus and
+    the catalog)."""
     import httpx
 
     def worker(count: int) -> list[tuple[float, dict[str, float]]]:
@@ -107,7 +109,7 @@ def search_latency(url: str, image: bytes, requests: int, concurrency: int) -> d
             for _ in range(count):
                 started = time.perf_counter()
                 response = client.post("/api/search", files={"image": ("q.jpg", image, "image/jpeg")},
-                                       params={"top_k": 10})
+                                       params={"top_k": 10, **(params or {})})
                 response.raise_for_status()
                 times.append((time.perf_counter() - started, server_timing(response.headers["server-timing"])))
         return times

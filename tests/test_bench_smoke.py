@@ -140,9 +140,11 @@ def test_the_scale_stage_grows_one_collection_and_measures_each_size(tmp_path: P
         assert figures["milvus"]["recall_at_10"] == 1.0, "FLAT is exact"
         assert figures["plan"]["to_index"] == int(size) // 100 and figures["plan"]["unchanged"] == int(size) * 99 // 100
         assert figures["http"]["p50_ms"] > 0 and figures["duplicates_seconds"] > 0 and figures["export_seconds"] > 0
+        expanded = figures["http"]["expanded"]  # query expansion measured on the same server (issue 27)
+        assert expanded["expand"] == 2 and expanded["p50_ms"] > 0 and "search" in expanded["phases_ms"]
         assert figures["peak_rss_mb"]["search app"] > 0 and figures["disk_bytes_per_image"] > 0
     assert (tmp_path / "lite" / "rows.f32").stat().st_size == 2000 * 2048 * 4
-    assert "| lite FLAT | 2,000 |" in scale.render(report)
+    assert "| lite FLAT | 2,000 |" in scale.render(report) and "; αQE k=2: " in scale.render(report)
     scale.plot(report, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert scale.parse_sizes("20k,1M,100000") == [20_000, 100_000, 1_000_000]
