@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -154,6 +155,11 @@ def pymilvus() -> ModuleType:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+        # pymilvus logs every failed call, with a traceback, before raising it. imgsearch names
+        # the failure in one line (vectors._errors), and a read that vector_reads tries again is
+        # no failure at all: pymilvus' own lines show with IMGSEARCH_LOG_LEVEL=debug only.
+        if os.environ.get(LOG_LEVEL_VARIABLE, "").strip().lower() != "debug":
+            logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
         loaded: ModuleType = module
         return loaded
 
