@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 import logging
-import time
+import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,20 @@ def fetch_slice(fetch: Fetch, low: int, high: int) -> Rows:
     return sorted(rows, key=lambda row: int(row["id"]))
 
 
-def fetch_patiently(fetch: Fetch, low: int, high: int, transient: type[BaseException]) -> Rows:
-    """`fetch_slice`, tried again after each of PAUSES when it fails with `transient`."""
+def fetch_patiently(fetch: Fetch, low: int, high: int, transient: type[BaseException],
+                    stopping: threading.Event) -> Rows:
+    """`fetch_slice`, tried again after each of PAUSES when it fails with `transient`; not once
+    the reader is `stopping` (its caller stopped early, or was interrupted): a process asked to
+    stop must not wait out a pause."""
     for pause in PAUSES:
         try:
             return fetch_slice(fetch, low, high)
         except transient as failure:
+            if stopping.is_set():
+                raise
             log.warning("reading ids %d..%d failed (%s); trying again in %.0f s", low, high, failure, pause)
-            time.sleep(pause)
+            if stopping.wait(pause):
+                raise
     return fetch_slice(fetch, low, high)
 
 
@@ -89,14 +95,16 @@ def read_all(count: Count, fetch: Fetch, target: int,
     `transient` is tried again (PAUSES)."""
     target = max(1, min(target, MAX_LIMIT // 2))
     pending: deque[Future[Rows]] = deque()
+    stopping = threading.Event()
     with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="milvus-read") as pool:
         try:
             for low, high in id_slices(count, target):
-                pending.append(pool.submit(fetch_patiently, fetch, low, high, transient))
+                pending.append(pool.submit(fetch_patiently, fetch, low, high, transient, stopping))
                 if len(pending) > IN_FLIGHT:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
+            stopping.set()  # a slice waiting to be tried again gives up at once
             for future in pending:  # a caller that stops early does not wait for the rest
                 future.cancel()

@@ -115,3 +115,30 @@ def test_a_slice_whose_fetch_fails_is_asked_again_and_a_lasting_failure_is_raise
         list(vector_reads.read_all(count, never, 40))
     assert max(failures.values()) == 3, "tried once and again after each pause, no more"
     store.drop("flaky")
+
+
+def test_a_reader_closed_while_a_slice_waits_to_be_tried_again_stops_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process interrupted while a failed slice waits out its pause (up to 30 s) must not wait:
+    closing the reader wakes the waiting slice, which gives up."""
+    import time
+
+    monkeypatch.setattr(vector_reads, "PAUSES", (30.0, 30.0, 30.0))
+    failed = threading.Event()
+
+    def count(expression: str, first: bool) -> int:
+        return 100 if "id >= 0 and" in expression and "id < 9223372036854775807" in expression else 10
+
+    def fetch(expression: str, limit: int) -> list[dict[str, object]]:
+        if "id >= 0 and" in expression:
+            return [{"id": 0}]
+        failed.set()
+        raise ConnectionError("PayloadReader.cpp:51 => file to read file")
+
+    reader = vector_reads.read_all(count, fetch, 40)
+    assert [int(row["id"]) for row in next(reader)] == [0]
+    assert failed.wait(10), "a later slice failed and waits to be tried again"
+    started = time.monotonic()
+    reader.close()  # as an interrupted caller's generator is closed
+    assert time.monotonic() - started < 5, "closing did not wait out the 30 s pause"
+    assert [thread for thread in threading.enumerate() if thread.name.startswith("milvus-read")] == []
