@@ -237,7 +237,7 @@ def measure_at(backend: Backend, corpus: Corpus, rows: int, started_rows: int, w
                memory: MemoryWatch, say: Callable[[str], None]) -> dict[str, Any]:
     from imgsearch.catalog import Catalog
     from imgsearch.duplicates import duplicate_groups
-    from imgsearch.encoder import encoder_name
+    from imgsearch.models import name_of
     from imgsearch.export import export_collection
     from imgsearch.settings import get_settings
     from imgsearch.vectors import VectorStore
@@ -249,7 +249,7 @@ def measure_at(backend: Backend, corpus: Corpus, rows: int, started_rows: int, w
     catalog = Catalog(f"sqlite:///{backend.data / 'catalog.db'}")
     settings = get_settings()
     # Recorded as an index run records it, so that `imgsearch serve` accepts the collection.
-    store.ensure_collection(COLLECTION, encoder_name(settings.pooling, settings.precision))
+    store.ensure_collection(COLLECTION, name_of(settings))
     say(f"{backend.name} {rows:,}: filling from {started_rows:,}")
     figures["insert"] = fill(corpus, store, catalog, started_rows, rows)
     figures["settle"] = settle(backend, store)
@@ -307,6 +307,7 @@ def real_vectors(root: Path, count: int, say: Callable[[str], None]) -> tuple[np
     """The configured encoder's vectors of `count` sample photos."""
     from imgsearch.decode import decode_image
     from imgsearch.models import build_encoder
+    from imgsearch.multiscale import sizes_of
     from imgsearch.samples import make_voc_sample
     from imgsearch.settings import get_settings
     from imgsearch.weights import find_weights, imagenet_labels
@@ -315,9 +316,11 @@ def real_vectors(root: Path, count: int, say: Callable[[str], None]) -> tuple[np
     say(f"encoding {count} sample photos for the real vectors")
     year = make_voc_sample(root / "photos", count, settings.cache_dir, imagenet_labels(settings.cache_dir), seed=3)
     files = sorted((year / "JPEGImages").glob("*.jpg"))
+    # The encoder the settings name (SCALES too): the collection records its name.
     encoder = build_encoder(find_weights(settings.cache_dir, settings.weights), settings.pooling,
-                            settings.batch_size, settings.precision)
-    vectors = [encoder.embed(np.stack([decode_image(f.read_bytes()).pixels for f in files[start : start + 32]]))
+                            settings.batch_size, settings.precision, sizes_of(settings.scales))
+    vectors = [encoder.embed(np.stack([decode_image(f.read_bytes(), encoder.input_size).pixels
+                                       for f in files[start : start + 32]]))
                for start in range(0, len(files), 32)]
     return np.concatenate(vectors).astype(np.float32), files
 

@@ -18,7 +18,6 @@ from imgsearch.progress import Progress
 from imgsearch.settings import Settings, check_collection_name, get_settings
 
 if TYPE_CHECKING:
-    from imgsearch.expansion import QueryExpansion
     from imgsearch.collection import Stores
     from imgsearch.searching import Result
     from imgsearch.summary import IndexSummary
@@ -72,16 +71,20 @@ def _stores() -> Stores:
 
 
 def weights(arguments: argparse.Namespace) -> int:
+    from imgsearch.decode import INPUT_SIZE
     from imgsearch.litert import PRECISIONS, converted_model
+    from imgsearch.multiscale import sizes_of
     from imgsearch.weights import provision
 
     current = settings()
     path = provision(current.cache_dir, try_keras=not arguments.no_keras)
     print(f"ResNet50 ImageNet weights ready: {path}")
-    # The quantised models are built from the weights once, here rather than on a first search.
+    # The quantised models are built from the weights once, here rather than on a first search:
+    # at 224 pixels for every precision, and at SCALES' other sizes for the one PRECISION names.
     for precision in PRECISIONS:
-        model = converted_model(path, current.pooling, precision)
-        print(f"LiteRT {precision} model ready: {model}")
+        for size in sorted({INPUT_SIZE, *sizes_of(current.scales)}) if precision == current.precision else [INPUT_SIZE]:
+            model = converted_model(path, current.pooling, precision, size)
+            print(f"LiteRT {precision} model ready: {model}")
     return 0
 
 
@@ -99,9 +102,9 @@ def _preflight(path: str, collection: str) -> None:
     both.vectors.ping()
     # The flow checks too (API and deployment runs); here a mismatch is one line, not a failed
     # flow run's traceback in Prefect's log.
-    from imgsearch.encoder import encoder_name
+    from imgsearch.models import name_of
 
-    both.vectors.check_encoder(check_collection_name(collection), encoder_name(current.pooling, current.precision))
+    both.vectors.check_encoder(check_collection_name(collection), name_of(current))
 
 
 def run_index(path: str, collection: str, chunk_size: int | None, show_progress: bool,
@@ -160,17 +163,11 @@ def search(arguments: argparse.Namespace) -> int:
                    arguments.label, arguments.json, min_score=arguments.min_score, expand=arguments.expand)
 
 
-def _expansion(expand: int | None) -> QueryExpansion:
-    """`--expand N`, or QUERY_EXPANSION; k 0 is off."""
-    from imgsearch.expansion import QueryExpansion
-
-    return QueryExpansion(settings().query_expansion if expand is None else expand, settings().query_expansion_alpha)
-
-
 def _search(images: list[Path], collection: str, top_k: int | None, label: str | None, as_json: bool,
             min_score: float | None = None, expand: int | None = None) -> int:
     """Search by each image (groups of QUERY_BATCH share a model batch and a Milvus search);
     one image prints its results, several print them under each image's path."""
+    from imgsearch.expansion import QueryExpansion
     from imgsearch.searching import QUERY_BATCH, encode_queries, nearest_each
     from tasks import stores
 
@@ -184,7 +181,7 @@ def _search(images: list[Path], collection: str, top_k: int | None, label: str |
         queries = encode_queries(encoder, [(str(image), image.read_bytes()) for image in group])
         answers += nearest_each(queries, collection, top_k or settings().top_k, both.vectors, both.catalog,
                                 label=label, encoder=encoder.name, min_score=min_score,
-                                expansion=_expansion(expand))
+                                expansion=QueryExpansion.chosen(expand, settings()))
     if as_json:
         rows = [[asdict(result) for result in results] for results in answers]
         print_json(rows[0] if len(images) == 1 else
@@ -198,6 +195,7 @@ def _search(images: list[Path], collection: str, top_k: int | None, label: str |
 
 
 def similar(arguments: argparse.Namespace) -> int:
+    from imgsearch.expansion import QueryExpansion
     from imgsearch.searching import MOST_EXAMPLES, NEGATIVE_WEIGHT, like_these
 
     name, both = _collection(arguments), _stores()
@@ -214,7 +212,7 @@ def similar(arguments: argparse.Namespace) -> int:
     results = like_these([indexed_id(p) for p in arguments.images], [indexed_id(p) for p in arguments.unlike],
                          name, arguments.top_k or settings().top_k, both.vectors, both.catalog,
                          negative_weight=weight, label=arguments.label, min_score=arguments.min_score,
-                         expansion=_expansion(arguments.expand))
+                         expansion=QueryExpansion.chosen(arguments.expand, settings()))
     _print_results(results, name, arguments.json, arguments.min_score)
     return 0
 

@@ -147,8 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--min-score", type=_score, default=None,
                         help="only results at least this similar (cosine, -1 to 1); fewer then, never padded")
     search.add_argument("--label", default=None, help="only images with this label")
-    search.add_argument("--expand", type=_expand, default=None, metavar="N",
-                        help="query expansion (αQE): search again with the query plus its first N answers; 0: off (default: QUERY_EXPANSION)")
+    _expand_option(search)
     _collection(search)
     search.add_argument("--json", action="store_true")
 
@@ -161,8 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--top-k", type=_top_k, default=None)
     similar.add_argument("--min-score", type=_score, default=None)
     similar.add_argument("--label", default=None, help="only images with this label")
-    similar.add_argument("--expand", type=_expand, default=None, metavar="N",
-                         help="query expansion (αQE): search again with the query plus its first N answers; 0: off (default: QUERY_EXPANSION)")
+    _expand_option(similar)
     _collection(similar)
     similar.add_argument("--json", action="store_true")
 
@@ -341,14 +339,22 @@ def _top_k(text: str) -> int:
 
 
 def _scales(text: str) -> tuple[float, ...]:
-    """Two or more factors of the 224-pixel input, each from 0.3 to 3, separated by commas."""
+    """Two or more factors of the 224-pixel input, as SCALES takes them."""
+    from imgsearch.settings import parse_scales
+
     try:
-        scales = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not numbers separated by commas: {text!r}") from None
-    if len(scales) < 2 or not all(0.3 <= scale <= 3 for scale in scales):
-        raise argparse.ArgumentTypeError("two or more factors, each from 0.3 to 3")
+        scales = parse_scales(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if len(scales) < 2:
+        raise argparse.ArgumentTypeError("two or more factors, like 0.707,1,1.414")
     return scales
+
+
+def _expand_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--expand", type=_expand, default=None, metavar="N",
+                        help="query expansion (αQE): search again with the query plus its first N answers; "
+                             "0: off (default: QUERY_EXPANSION)")
 
 
 def _expand(text: str) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 
 from imgsearch import runtime
 from imgsearch.decode import INPUT_SIZE
+from imgsearch.encoder_names import encoder_name
 from imgsearch.pooling import network_pooling, unit_vectors
 from imgsearch.settings import Precision
 from imgsearch.weights import HOW_TO_PROVIDE, WeightsError
@@ -28,11 +29,6 @@ Pooling = Literal["avg", "max", "gem"]
 FEATURE_DIM = 2048
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def encoder_name(pooling: str, precision: str) -> str:
-    """What a collection records of the encoder that made its vectors."""
-    return f"resnet50/{pooling}/{precision}"
 
 
 def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32",
@@ -70,10 +66,12 @@ def build_keras_resnet50(weights: Path, pooling: str, precision: str = "fp32",
 
 
 class Encoder:
-    """A ResNet50 on Keras built once; `embed` is safe to call from several threads."""
+    """A ResNet50 on Keras built once; `embed` is safe to call from several threads.
+    `input_size`: the pixels it takes (224; multi-scale builds one per size, sharing `lock`)."""
 
     def __init__(
-        self, weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
+        self, weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32",
+        input_size: int = INPUT_SIZE, lock: PassLock | None = None,
     ) -> None:
         tf = runtime.tensorflow()
         keras = runtime.keras()
@@ -81,27 +79,27 @@ class Encoder:
         self.pooling = pooling
         self.batch_size = batch_size
         self.precision = precision
-        self.name = encoder_name(pooling, precision)
-        self.model = build_keras_resnet50(weights, pooling, precision)
+        self.input_size = input_size
+        self.name = encoder_name(pooling, precision, (input_size,))
+        self.model = build_keras_resnet50(weights, pooling, precision, input_size)
         preprocess = keras.applications.resnet50.preprocess_input
 
         @tf.function(  # type: ignore[untyped-decorator]  # TensorFlow ships no types
-            input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.uint8)],
+            input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.uint8)],
             reduce_retracing=True,
         )
         def forward(pixels: Any) -> Any:
             return tf.cast(self.model(preprocess(tf.cast(pixels, tf.float32)), training=False), tf.float32)
 
         self._forward = forward
-        self._lock = PassLock()
+        self._lock = lock or PassLock()
         # Trace the graph now (shape-generic), not inside the first real batch.
-        forward(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8))
+        forward(np.zeros((1, input_size, input_size, 3), dtype=np.uint8))
 
     def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
         """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors. `urgent`
         passes (a person waiting on a search) go before waiting indexing passes."""
-        if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-            raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) pixels, got {pixels.shape}")
+        check_pixels(pixels, self.input_size)
         outputs = []
         start = 0
         while start < len(pixels):
@@ -114,6 +112,11 @@ class Encoder:
         if not outputs:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         return np.concatenate(outputs)
+
+
+def check_pixels(pixels: np.ndarray, size: int) -> None:
+    if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+        raise ValueError(f"expected (N, {size}, {size}, 3) pixels, got {pixels.shape}")
 
 
 class PassLock:

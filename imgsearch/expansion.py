@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgsearch.topk import top_columns
+
+if TYPE_CHECKING:
+    from imgsearch.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,11 @@ class QueryExpansion:
 
     k: int
     alpha: float = 1.0
+
+    @classmethod
+    def chosen(cls, k: int | None, settings: Settings) -> QueryExpansion:
+        """The k asked for (a request's `expand=`, `--expand`), else `QUERY_EXPANSION`; 0 is off."""
+        return cls(settings.query_expansion if k is None else k, settings.query_expansion_alpha)
 
 
 def nearest(queries: np.ndarray, base: np.ndarray, k: int, leave_out_self: bool = False

@@ -8,6 +8,7 @@ left `pending`, and the next plan picks it up again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -137,11 +138,11 @@ def _read_and_hash(image: FoundImage) -> _Read:
     return item
 
 
-def _decode_file(item: _Read) -> DecodedImage | str:
-    """Decoded pixels, or the reason the file cannot be used."""
+def _decode_file(item: _Read, size: int) -> DecodedImage | str:
+    """Decoded pixels (`size` x `size`), or the reason the file cannot be used."""
     try:
         with open(item.image.path, "rb") as handle:
-            return decode_image(handle.read())
+            return decode_image(handle.read(), size)
     except DecodeError as error:
         return str(error)
     except OSError as error:
@@ -196,7 +197,8 @@ def index_chunk(
     batch: list[np.ndarray] = []
     for item, decoded in zip(
         to_embed,
-        prefetch_map(_decode_file, to_embed, decode_threads, ahead=2 * encoder.batch_size),
+        prefetch_map(functools.partial(_decode_file, size=encoder.input_size), to_embed, decode_threads,
+                     ahead=2 * encoder.batch_size),
         strict=True,
     ):
         if isinstance(decoded, str):

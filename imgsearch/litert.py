@@ -38,7 +38,8 @@ import numpy as np
 
 from imgsearch import runtime
 from imgsearch.decode import INPUT_SIZE
-from imgsearch.encoder import FEATURE_DIM, PassLock, build_keras_resnet50, encoder_name
+from imgsearch.encoder import FEATURE_DIM, PassLock, build_keras_resnet50, check_pixels
+from imgsearch.encoder_names import encoder_name
 from imgsearch.fetch import sha256_file
 from imgsearch.pooling import unit_vectors
 from imgsearch.weights import WeightsError
@@ -67,6 +68,7 @@ class ModelRecord:
     recipe: int
     calibration: str  # sha256 of the calibration inputs ("" without calibration)
     sha256: str  # of the .tflite file
+    input_size: int = INPUT_SIZE
 
 
 def preprocess(pixels: np.ndarray) -> np.ndarray:
@@ -74,18 +76,21 @@ def preprocess(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels[..., ::-1], dtype=np.float32) - BGR_MEANS
 
 
-def converted_model(weights: Path, pooling: str, precision: str) -> Path:
-    """The cached LiteRT file for these weights, pooling and precision; built if
-    missing, stale or broken."""
+def converted_model(weights: Path, pooling: str, precision: str, input_size: int = INPUT_SIZE) -> Path:
+    """The cached LiteRT file for these weights, pooling, precision and input size; built
+    if missing, stale or broken."""
     if precision not in PRECISIONS:
         raise ValueError(f"not a LiteRT precision: {precision}")
     weights_sha = sha256_file(weights)
     converter = importlib.metadata.version("tensorflow")  # without importing it: serving needs LiteRT only
     folder = weights.parent / "litert"
-    name = f"resnet50-{pooling}-{precision}-{weights_sha[:16]}-tf{converter}-r{RECIPE}"
+    sized = "" if input_size == INPUT_SIZE else f"-{input_size}px"  # 224's files keep their names
+    name = f"resnet50-{pooling}-{precision}{sized}-{weights_sha[:16]}-tf{converter}-r{RECIPE}"
     model, record_path = folder / f"{name}.tflite", folder / f"{name}.json"
-    expected = {"weights_sha256": weights_sha, "precision": precision, "pooling": pooling,
-                "converter": converter, "recipe": RECIPE}
+    expected: dict[str, object] = {"weights_sha256": weights_sha, "precision": precision, "pooling": pooling,
+                                   "converter": converter, "recipe": RECIPE}
+    if input_size != INPUT_SIZE:
+        expected["input_size"] = input_size
     if _valid(model, record_path, expected):
         return model
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,10 +100,10 @@ def converted_model(weights: Path, pooling: str, precision: str) -> Path:
             return model
         if model.exists():
             log.warning("cached LiteRT model %s is stale or broken; rebuilding it", model.name)
-        log.warning("converting ResNet50 to LiteRT %s (once; about a minute)", precision)
-        content, calibration = convert_in_child(weights, pooling, precision)
+        log.warning("converting ResNet50 to LiteRT %s at %d pixels (once; about a minute)", precision, input_size)
+        content, calibration = convert_in_child(weights, pooling, precision, input_size)
         record = ModelRecord(weights_sha, precision, pooling, converter, RECIPE, calibration,
-                             hashlib.sha256(content).hexdigest())
+                             hashlib.sha256(content).hexdigest(), input_size)
         _write_atomically(model, content)
         _write_atomically(record_path, json.dumps(asdict(record), indent=1).encode())
     return model
@@ -122,14 +127,15 @@ def _write_atomically(path: Path, content: bytes) -> None:
     os.replace(temporary, path)
 
 
-def convert_in_child(weights: Path, pooling: str, precision: str) -> tuple[bytes, str]:
+def convert_in_child(weights: Path, pooling: str, precision: str, input_size: int = INPUT_SIZE) -> tuple[bytes, str]:
     """`convert` in a fresh Python process: Keras names what it builds by what the
     process built before (a second model's input is `input_layer_1`), which changes
     the file, so only a fresh process gives the same bytes everywhere; and the
     converter's gigabyte goes back to the system when it ends."""
     with tempfile.TemporaryDirectory(prefix="imgsearch-litert-") as workdir:
         out = Path(workdir) / "model.tflite"
-        command = [sys.executable, "-m", "imgsearch.litert", str(weights), pooling, precision, str(out)]
+        command = [sys.executable, "-m", "imgsearch.litert", str(weights), pooling, precision, str(input_size),
+                   str(out)]
         done = subprocess.run(command, env=runtime.child_environment(), capture_output=True, text=True,
                               check=False)
         if done.returncode != 0 or not out.is_file():
@@ -138,22 +144,22 @@ def convert_in_child(weights: Path, pooling: str, precision: str) -> tuple[bytes
         return out.read_bytes(), done.stdout.strip()
 
 
-def convert(weights: Path, pooling: str, precision: str) -> tuple[bytes, str]:
+def convert(weights: Path, pooling: str, precision: str, input_size: int = INPUT_SIZE) -> tuple[bytes, str]:
     """The LiteRT flatbuffer of ResNet50 (no top, `pooling` as the network does it:
-    none for `gem`) at `precision`, and the sha256 of the calibration inputs (empty
-    for `dynamic`)."""
+    none for `gem`) at `precision`, taking `input_size` pixels, and the sha256 of the
+    calibration inputs (empty for `dynamic`)."""
     tf = runtime.tensorflow()
     keras = runtime.keras()
     calibration = ""
     with tempfile.TemporaryDirectory(prefix="imgsearch-litert-") as workdir, runtime.native_stderr_filtered():
-        model = build_keras_resnet50(weights, pooling)
+        model = build_keras_resnet50(weights, pooling, input_size=input_size)
         saved = Path(workdir) / "saved_model"
         with _quiet_stdout():
             model.export(str(saved), format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if precision == "int8":
-            inputs = calibration_inputs(weights.parent)
+            inputs = calibration_inputs(weights.parent, input_size)
             calibration = hashlib.sha256(inputs.tobytes()).hexdigest()
             converter.representative_dataset = lambda: ([preprocess(image[None])] for image in inputs)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -166,8 +172,8 @@ def convert(weights: Path, pooling: str, precision: str) -> tuple[bytes, str]:
     return bytes(content), calibration
 
 
-def calibration_inputs(cache_dir: Path) -> np.ndarray:
-    """(CALIBRATION_IMAGES, 224, 224, 3) uint8: seeded crops, flips and scales of the
+def calibration_inputs(cache_dir: Path, size: int = INPUT_SIZE) -> np.ndarray:
+    """(CALIBRATION_IMAGES, size, size, 3) uint8: seeded crops, flips and scales of the
     20 real photos of `imgsearch sample`; the same bytes on every machine."""
     from PIL import Image
 
@@ -178,7 +184,7 @@ def calibration_inputs(cache_dir: Path) -> np.ndarray:
     sources = [Image.open(photo.path).convert("RGB") for photo in photos]
     images = []
     for number in range(CALIBRATION_IMAGES):
-        crop = augment(sources[number % len(sources)], rng, (INPUT_SIZE, INPUT_SIZE))
+        crop = augment(sources[number % len(sources)], rng, (size, size))
         images.append(np.asarray(crop, dtype=np.uint8))
     return np.stack(images)
 
@@ -208,16 +214,17 @@ def interpreter_outputs(interpreter: object, batch: np.ndarray) -> np.ndarray:
     return np.array(interpreter.get_tensor(output_index), dtype=np.float32)  # type: ignore[attr-defined]
 
 
-def sized_interpreter(model: Path, batch: int, threads: int) -> object:
-    """A LiteRT interpreter of `model` taking `batch` images, XNNPACK on `threads` threads."""
+def sized_interpreter(model: Path, batch: int, threads: int, size: int = INPUT_SIZE) -> object:
+    """A LiteRT interpreter of `model` taking `batch` images of `size` pixels, XNNPACK on
+    `threads` threads."""
     from ai_edge_litert.interpreter import Interpreter
 
     with runtime.native_stderr_filtered():
         interpreter = Interpreter(model_path=str(model), num_threads=threads)
         input_index = interpreter.get_input_details()[0]["index"]
-        interpreter.resize_tensor_input(input_index, [batch, INPUT_SIZE, INPUT_SIZE, 3], strict=False)
+        interpreter.resize_tensor_input(input_index, [batch, size, size, 3], strict=False)
         interpreter.allocate_tensors()
-        warm = np.zeros((batch, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.float32)
+        warm = np.zeros((batch, size, size, 3), dtype=np.float32)
         for _ in range(2):  # XNNPACK packs weights and plans memory on the first passes
             interpreter_outputs(interpreter, warm)
     return interpreter
@@ -237,25 +244,26 @@ def batches(count: int, batch: int) -> Iterator[tuple[int, int]]:
 
 class LiteRTEncoder:
     """ResNet50 quantised on LiteRT, with the Keras encoder's interface: `embed` from
-    several threads (one pass at a time, searches first), unit vectors out."""
+    several threads (one pass at a time, searches first), unit vectors out. `input_size`
+    and `lock` as the Keras encoder's."""
 
     def __init__(self, weights: Path, pooling: str = "avg", precision: str = "int8",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, input_size: int = INPUT_SIZE, lock: PassLock | None = None) -> None:
         self.pooling = pooling
         self.precision = precision
         self.batch_size = BATCH
-        self.name = encoder_name(pooling, precision)
-        self.model_path = converted_model(weights, pooling, precision)
+        self.input_size = input_size
+        self.name = encoder_name(pooling, precision, (input_size,))
+        self.model_path = converted_model(weights, pooling, precision, input_size)
         threads = threads or len(os.sched_getaffinity(0))
         # Two interpreters: resizing one between batch sizes re-plans XNNPACK each time.
-        self._batched = sized_interpreter(self.model_path, BATCH, threads)
-        self._single = sized_interpreter(self.model_path, 1, threads)
-        self._lock = PassLock()
+        self._batched = sized_interpreter(self.model_path, BATCH, threads, input_size)
+        self._single = sized_interpreter(self.model_path, 1, threads, input_size)
+        self._lock = lock or PassLock()
 
     def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
         """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors."""
-        if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-            raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) pixels, got {pixels.shape}")
+        check_pixels(pixels, self.input_size)
         features = np.zeros((len(pixels), FEATURE_DIM), dtype=np.float32)
         # A search's images take the model in one turn. Taken a pass at a time, the lock was
         # free while the search prepared its next image, so a queued index batch (0.53 s for 8
@@ -273,10 +281,10 @@ class LiteRTEncoder:
 
 
 def _main(arguments: list[str]) -> int:
-    """`python -m imgsearch.litert WEIGHTS POOLING PRECISION OUT`: what `convert_in_child` runs."""
-    weights, pooling, precision, out = arguments
+    """`python -m imgsearch.litert WEIGHTS POOLING PRECISION SIZE OUT`: what `convert_in_child` runs."""
+    weights, pooling, precision, size, out = arguments
     try:
-        content, calibration = convert(Path(weights), pooling, precision)
+        content, calibration = convert(Path(weights), pooling, precision, int(size))
     except WeightsError as error:
         print(error, file=sys.stderr)
         return 1

@@ -5,8 +5,9 @@ ResNet50 sees an image at 224x224 here. At 1/√2 of that (158) its last map is 
 10x10: the same photo's objects fall on other units, and averaging the pooled vectors over the
 scales is the standard, training-free multi-scale descriptor of instance retrieval (Radenović,
 Tolias and Chum 2018, for GeM). It costs a forward pass per scale: about 0.5x, 1x and 2x the
-224 pass's arithmetic. `imgsearch eval --scales` measures it (`evaluation`); nothing indexes
-with it.
+224 pass's arithmetic. `imgsearch eval --scales` measures it (`evaluation`, each size decoded
+from the file); `SCALES` indexes and searches with it (`MultiScaleEncoder`: decoded once at the
+largest size, the smaller ones resized from that, as decoding resizes).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from imgsearch.decode import INPUT_SIZE
+from imgsearch.encoder import FEATURE_DIM, check_pixels
+from imgsearch.encoder_names import encoder_name
 from imgsearch.pooling import pool, unit_vectors
 
 DEFAULT_SCALES = (1 / math.sqrt(2), 1.0, math.sqrt(2))
@@ -31,6 +35,55 @@ Pixels = Callable[[Image.Image, int], np.ndarray]  # an image at S x S, as the s
 
 def size_of(scale: float) -> int:
     return max(SMALLEST, round(INPUT_SIZE * scale))
+
+
+def sizes_of(scales: Sequence[float]) -> tuple[int, ...]:
+    """The input sizes `scales` describe an image at, smallest first, each once."""
+    return tuple(sorted({size_of(scale) for scale in scales}))
+
+
+def resized(pixels: np.ndarray, size: int) -> np.ndarray:
+    """(N, S, S, 3) uint8 -> (N, size, size, 3), resampled as `decode_image` resamples."""
+    if pixels.shape[1] == size:
+        return pixels
+    return np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR,
+                                                              reducing_gap=3.0)) for image in pixels])
+
+
+class SizedEncoder(Protocol):
+    @property
+    def pooling(self) -> str: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def input_size(self) -> int: ...
+
+    def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray: ...
+
+
+class MultiScaleEncoder:
+    """Several encoders of one network, one per input size, as one: pixels at the largest
+    size in, each image's unit vectors at every size summed and normalised out. The parts
+    share one pass lock, so a search waits for one pass, not for a whole multi-scale batch."""
+
+    def __init__(self, parts: Sequence[SizedEncoder]) -> None:
+        self.parts = sorted(parts, key=lambda part: part.input_size)
+        largest = self.parts[-1]
+        self.pooling, self.precision = largest.pooling, largest.precision
+        self.batch_size = largest.batch_size
+        self.input_size = largest.input_size
+        self.sizes = tuple(part.input_size for part in self.parts)
+        self.name = encoder_name(self.pooling, self.precision, self.sizes)
+
+    def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
+        """(N, S, S, 3) uint8 at the largest size -> (N, 2048) float32 unit vectors."""
+        check_pixels(pixels, self.input_size)
+        total = np.zeros((len(pixels), FEATURE_DIM), dtype=np.float32)
+        for part in self.parts:
+            total += part.embed(resized(pixels, part.input_size), urgent=urgent)
+        return unit_vectors(total)
 
 
 def describe(images: Sequence[Image.Image], maps_of: Maps, pixels_of: Pixels, pooling: str,

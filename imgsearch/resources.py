@@ -17,15 +17,17 @@ import threading
 from pathlib import Path
 
 from imgsearch.catalog import Catalog
+from imgsearch.decode import INPUT_SIZE
 from imgsearch.encoder import Pooling
 from imgsearch.models import AnyEncoder, build_encoder
+from imgsearch.multiscale import sizes_of
 from imgsearch.settings import Precision, Settings
 from imgsearch.thumbnails import ThumbnailCache
 from imgsearch.vectors import VectorStore
 from imgsearch.weights import find_weights
 
 _LOCK = threading.RLock()
-_ENCODERS: dict[tuple[str, str, int, str], AnyEncoder] = {}
+_ENCODERS: dict[tuple[str, str, int, str, tuple[int, ...]], AnyEncoder] = {}
 _VECTOR_STORES: dict[str, VectorStore] = {}
 _CATALOGS: dict[str, Catalog] = {}
 _THUMBNAILS: dict[tuple[Path, int], ThumbnailCache] = {}
@@ -33,23 +35,25 @@ _MODEL_BUILDS = 0
 
 
 def encoder(
-    weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32"
+    weights: Path, pooling: Pooling = "avg", batch_size: int = 32, precision: Precision = "fp32",
+    sizes: tuple[int, ...] = (INPUT_SIZE,),
 ) -> AnyEncoder:
-    """The process' ResNet50 for these weights, pooling and precision: Keras for fp32 and
-    bf16, LiteRT for dynamic and int8 (same `name`, `batch_size` and `embed`)."""
+    """The process' ResNet50 for these weights, pooling, precision and input sizes: Keras for
+    fp32 and bf16, LiteRT for dynamic and int8 (same `name`, `batch_size` and `embed`)."""
     global _MODEL_BUILDS
-    key = (str(weights), pooling, batch_size, precision)
+    key = (str(weights), pooling, batch_size, precision, sizes)
     with _LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = build_encoder(weights, pooling, batch_size, precision)
+            _ENCODERS[key] = build_encoder(weights, pooling, batch_size, precision, sizes)
             _MODEL_BUILDS += 1
         return _ENCODERS[key]
 
 
 def encoder_of(settings: Settings) -> AnyEncoder:
-    """The process' encoder for what `settings` name: weights, pooling, batch size, precision."""
+    """The process' encoder for what `settings` name: weights, pooling, batch size, precision,
+    scales."""
     weights = find_weights(settings.cache_dir, settings.weights)
-    return encoder(weights, settings.pooling, settings.batch_size, settings.precision)
+    return encoder(weights, settings.pooling, settings.batch_size, settings.precision, sizes_of(settings.scales))
 
 
 def model_builds() -> int:

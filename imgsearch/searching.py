@@ -46,17 +46,17 @@ def encode_query(encoder: AnyEncoder, data: bytes) -> np.ndarray:
 
 def encode_queries(encoder: AnyEncoder, images: Sequence[tuple[str, bytes]]) -> np.ndarray:
     """The feature vectors of several query images (name, bytes), in one model batch."""
-    vectors: np.ndarray = encoder.embed(np.stack(decode_queries(images)))
+    vectors: np.ndarray = encoder.embed(np.stack(decode_queries(images, encoder.input_size)))
     return vectors
 
 
-def decode_queries(images: Sequence[tuple[str, bytes]]) -> list[np.ndarray]:
-    """Each query image's pixels. One that is not an image fails them all with its DecodeError,
-    named by its place and name when there are several."""
+def decode_queries(images: Sequence[tuple[str, bytes]], size: int) -> list[np.ndarray]:
+    """Each query image's pixels, as the encoder takes them (`size` x `size`). One that is not an
+    image fails them all with its DecodeError, named by its place and name when there are several."""
     pixels = []
     for number, (name, data) in enumerate(images, start=1):
         try:
-            pixels.append(decode_image(data).pixels)
+            pixels.append(decode_image(data, size).pixels)
         except DecodeError as error:
             if len(images) == 1:
                 raise

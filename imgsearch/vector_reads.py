@@ -14,8 +14,9 @@ node has applied those writes by then, and a write made during the read may or m
 as with the iterator.
 
 A slice whose query fails is asked again after a pause, PAUSES times at most: a Milvus 2.3
-standalone that is still compacting a big load can fail a read of a segment it is replacing
-(`PayloadReader ... file to read file`) and answer the same query a little later. Counting is
+standalone fails a read of a segment now and then (`PayloadReader ... file to read file`, `read
+binlog failed`), while compacting a big load and, less often, with nothing pending at all (28 of
+245 slices once at 1M, BENCHMARKS.md), and answers the same query a little later. Counting is
 not retried: its failure means that the collection cannot be read at all, and it is said at once.
 """
 

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from imgsearch import runtime
+from imgsearch.encoder_names import SIZES, settings_of
 from imgsearch.errors import Conflict, Unavailable, renamed
 from imgsearch.settings import is_lite_uri
 from imgsearch.vector_reads import read_all
@@ -68,8 +69,7 @@ class EncoderMismatch(Conflict):
             held = "vectors of Keras (made before collections recorded their encoder)"
             setting = "PRECISION=fp32 POOLING=avg (or max, if it was made with max)"
         else:
-            pooling, precision = recorded.split("/")[1:3] if recorded.count("/") == 2 else ("?", "?")
-            held, setting = f"vectors of {recorded}", f"PRECISION={precision} POOLING={pooling}"
+            held, setting = f"vectors of {recorded}", settings_of(recorded, SIZES in recorded + current)
         super().__init__(
             f"collection {collection!r} holds {held}, this process encodes with {current}: "
             f"set {setting} to use it, or index into another collection "

@@ -102,7 +102,7 @@ async def search_vectors(
     """The nearest indexed images of each query vector, in their order. `encoder`: the one
     that made the vectors (None: vectors of the collection itself); `expand`: αQE's answers
     (None: QUERY_EXPANSION)."""
-    expansion = expansion_of(svc, expand)
+    expansion = QueryExpansion.chosen(expand, svc.settings)
     vectors, catalog = await run_in_threadpool(svc.vectors), await run_in_threadpool(svc.catalog)
     if not await run_in_threadpool(vectors.exists, collection):
         raise ApiError(404, f"no collection named {collection!r}")
@@ -110,12 +110,6 @@ async def search_vectors(
         lambda: nearest_each(queries, collection, top_k, vectors, catalog, label=label, exclude=exclude,
                              encoder=encoder, min_score=min_score, expansion=expansion)
     )
-
-
-def expansion_of(svc: Services, expand: int | None) -> QueryExpansion:
-    """The request's `expand=`, or the setting; k 0 is off."""
-    return QueryExpansion(svc.settings.query_expansion if expand is None else expand,
-                          svc.settings.query_expansion_alpha)
 
 
 async def search_vector(
@@ -127,8 +121,8 @@ async def search_vector(
 
 
 async def encode_upload(svc: Services, data: bytes) -> np.ndarray:
-    (pixels,) = await run_in_threadpool(decode_queries, [("image", data)])
     assert svc.batcher is not None
+    (pixels,) = await run_in_threadpool(decode_queries, [("image", data)], svc.batcher.encoder.input_size)
     return await svc.batcher.embed(pixels)
 
 
@@ -148,9 +142,9 @@ async def search(request: Request) -> Response:
     min_score = params.MIN_SCORE.parse(values)
     expand = params.EXPAND.parse(values, svc.settings.query_expansion)
     marks.append(("upload", time.perf_counter()))
-    pixels = await run_in_threadpool(decode_queries, files)
-    marks.append(("decode", time.perf_counter()))
     assert svc.batcher is not None
+    pixels = await run_in_threadpool(decode_queries, files, svc.batcher.encoder.input_size)
+    marks.append(("decode", time.perf_counter()))
     queries = np.stack(await svc.batcher.embed_each(pixels))
     marks.append(("encode", time.perf_counter()))
     answers = await search_vectors(svc, queries, collection, top_k, label, encoder=svc.batcher.encoder.name,
@@ -203,7 +197,7 @@ async def answer_like_these(
     top_k = params.TOP_K.parse(query, svc.settings.top_k)
     collection = params.COLLECTION.parse(query, svc.settings.default_table)
     label, min_score = params.LABEL.parse(query), params.MIN_SCORE.parse(query)
-    expansion = expansion_of(svc, params.EXPAND.parse(query, svc.settings.query_expansion))
+    expansion = QueryExpansion.chosen(params.EXPAND.parse(query, svc.settings.query_expansion), svc.settings)
     stores = await run_in_threadpool(svc.stores)
     if not await run_in_threadpool(stores.vectors.exists, collection):
         raise ApiError(404, f"no collection named {collection!r}")

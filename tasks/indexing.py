@@ -84,10 +84,9 @@ def _not_a_mismatch(_task: object, _task_run: object, state: object) -> bool:
 def check_encoder(collection: str) -> None:
     """Refuse, before any model is built, to add this process' vectors to a collection
     of another encoder's (EncoderMismatch says how to proceed)."""
-    from imgsearch.encoder import encoder_name
+    from imgsearch.models import name_of
 
-    current = stores.settings()
-    stores.vector_store().check_encoder(collection, encoder_name(current.pooling, current.precision))
+    stores.vector_store().check_encoder(collection, name_of(stores.settings()))
 
 
 @task(name="load-model", cache_policy=NONE, retries=1)

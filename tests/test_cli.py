@@ -271,6 +271,36 @@ def test_index_into_another_encoders_collection_is_one_line(run, tmp_path: Path,
     assert kept.returncode == 0 and json.loads(kept.stdout)["indexed"] == 2, kept.stderr
 
 
+def test_scales_are_recorded_with_the_collection_and_hold_through_adds_and_deletes(  # type: ignore[no-untyped-def]
+        run, tmp_path: Path, photos: list[Photo]) -> None:
+    """Issue 27: SCALES in `.env`, as the README writes it. The collection records the sizes its
+    vectors were made at; images added later are described the same way (an indexed image is
+    still its own nearest, at a cosine of 1); a process with other SCALES is refused by name."""
+    from imgsearch.vectors import VectorStore
+
+    paths = write_folder(tmp_path / "photos", photos, 10)
+    (tmp_path / ".env").write_text("SCALES=0.707,1\n")
+    first = run("index", str(tmp_path / "photos"), "--json")
+    assert first.returncode == 0 and json.loads(first.stdout)["indexed"] == 10, first.stderr
+    paths = write_folder(tmp_path / "photos", photos, 14)  # the same ten again, and four new
+    added = json.loads(run("index", str(tmp_path / "photos"), "--json").stdout)
+    assert (added["indexed"], added["skipped"]) == (4, 10)
+    assert run("delete", str(paths[3])).returncode == 0
+    query = recompressed_copy(paths[12], tmp_path / "query.jpg", scale=0.7, quality=50)
+    found = json.loads(run("search", str(query), str(paths[5]), "--top-k", "3", "--json").stdout)
+    assert [entry["results"][0]["path"] for entry in found] == [str(paths[12]), str(paths[5])]
+    assert found[1]["results"][0]["score"] > 0.9999 and str(paths[3]) not in json.dumps(found)
+
+    store = VectorStore(str(tmp_path / "data" / "milvus.db"))
+    assert store.recorded_encoder("milvus_img_search") == "resnet50/gem/dynamic/sizes=158+224"
+    assert store.count("milvus_img_search") == 13
+    store.close()
+    (tmp_path / ".env").unlink()
+    for refused in (run("index", str(tmp_path / "photos")), run("search", str(query))):
+        assert_one_line_error(refused, "holds vectors of resnet50/gem/dynamic/sizes=158+224",
+                              "set PRECISION=dynamic POOLING=gem SCALES=0.7054,1 to use it")
+
+
 def test_index_and_serve_warn_once_where_milvus_lite_ends(run, tmp_path: Path, photos: list[Photo]) -> None:  # type: ignore[no-untyped-def]
     """Issue 24: past LITE_SEARCH_LIMIT images a Lite collection is past a 60 ms search; index and serve
     say so in one line, naming the command that moves it. The catalog is filled directly (indexing

@@ -54,13 +54,34 @@ def test_dotenv_is_read(tmp_path: Path) -> None:
     assert (settings.top_k, settings.default_table) == (7, "from_dotenv")
 
 
+@pytest.mark.parametrize(("value", "scales", "sizes"), [
+    ("1", (1.0,), (224,)), ("", (1.0,), (224,)), ("0.707,1,1.414", (0.707, 1.0, 1.414), (158, 224, 317)),
+    (" 1.414 , 0.707 ", (1.414, 0.707), (158, 317)), ("0.7054,1,1.415", (0.7054, 1.0, 1.415), (158, 224, 317))])
+def test_scales_are_factors_of_224_and_name_their_sizes(monkeypatch: pytest.MonkeyPatch, value: str,
+                                                        scales: tuple[float, ...], sizes: tuple[int, ...]) -> None:
+    from imgsearch.encoder_names import settings_of
+    from imgsearch.models import name_of
+    from imgsearch.multiscale import sizes_of
+
+    monkeypatch.setenv("SCALES", value)
+    settings = load_settings()
+    assert settings.scales == scales and sizes_of(settings.scales) == sizes
+    name = name_of(settings)
+    assert name == "resnet50/gem/dynamic" + ("" if sizes == (224,) else "/sizes=" + "+".join(map(str, sizes)))
+    # What a mismatch tells a user to set gives the same encoder back.
+    told = dict(part.split("=") for part in settings_of(name).split())
+    monkeypatch.setenv("SCALES", told["SCALES"])
+    assert name_of(load_settings()) == name
+
+
 @pytest.mark.parametrize(
     ("name", "value", "named"),
     [("TOP_K", "0", "TOP_K"), ("TOP_K", "many", "TOP_K"), ("VECTOR_DIMENSION", "512", "VECTOR_DIMENSION"),
      ("DEFAULT_TABLE", "bad-name", "DEFAULT_TABLE"), ("MILVUS_URI", "milvus.txt", "MILVUS_URI"),
      ("DATABASE_URL", "oracle://x", "DATABASE_URL"), ("MILVUS_PORT", "99999", "MILVUS_PORT"),
      ("POOLING", "median", "POOLING"), ("QUERY_EXPANSION", "-1", "QUERY_EXPANSION"),
-     ("QUERY_EXPANSION_ALPHA", "much", "QUERY_EXPANSION_ALPHA")],
+     ("QUERY_EXPANSION_ALPHA", "much", "QUERY_EXPANSION_ALPHA"), ("SCALES", "small,large", "SCALES"),
+     ("SCALES", "0.1,1", "SCALES"), ("SCALES", "1,1", "SCALES"), ("SCALES", "0.5,0.7,1,1.4,2", "SCALES")],
 )
 def test_a_wrong_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                                named: str) -> None:

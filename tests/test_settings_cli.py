@@ -120,4 +120,6 @@ def test_plain_settings_and_wrong_values(run: Run, where: str) -> None:
     counted(run("count", "--json", where=where, POOLING="avg", PRECISION="int8"))
     assert_one_line_error(run("count", where=where, POOLING="median"), "POOLING")
     assert_one_line_error(run("count", where=where, PRECISION="int4"), "PRECISION")
+    counted(run("count", "--json", where=where, SCALES="0.707,1,1.414"))
+    assert_one_line_error(run("count", where=where, SCALES="0.707;1"), "SCALES")
     assert_one_line_error(run("count", where=where, THUMBNAIL_CACHE_MB="0"), "THUMBNAIL_CACHE_MB")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
+from imgsearch.discover import discover
+from imgsearch.indexing import index_chunk
 from search_app.api import MAX_QUERY_IMAGES
 from tests.search_app.conftest import COLLECTION, Site
 from tests.search_app.test_api import Q, assert_error, query_bytes
@@ -173,3 +176,30 @@ def test_query_expansion_per_request_on_search_and_more_like_this(site: Site, tm
             assert "expand" in assert_error(response, 422)["detail"]
         assert "expand" in assert_error(client.get("/api/similar", params={**Q, "positive": image, "expand": "x"}),
                                         422)["detail"]
+
+
+def test_an_app_with_scales_decodes_uploads_at_its_largest_size(site: Site, tmp_path: Path) -> None:
+    """SCALES=1,1.414 (issue 27): uploads are decoded at 317 pixels and resized to 224 for the
+    other pass; an indexed photo finds itself at a cosine of 1, the seed's route too, and the
+    package's own (224-only) collection is refused by name, not answered with other vectors."""
+    from imgsearch.resources import encoder_of
+    from imgsearch.settings import load_settings
+    from tests.search_app.conftest import live_server
+
+    folder = tmp_path / "multi"
+    folder.mkdir()
+    for path in site.photos[:6]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    multi = load_settings(SCALES="1,1.414")
+    index_chunk(discover(folder).images, "multi_scale", site.catalog, site.vectors, encoder_of(multi))
+    with live_server(site.make(SCALES="1,1.414")) as url, httpx.Client(base_url=url, timeout=60) as client:
+        image = site.photos[4].read_bytes()
+        found = client.post("/api/search", params={"collection": "multi_scale", "top_k": 3}, files={"image": image})
+        assert found.status_code == 200, found.text
+        first = found.json()["results"][0]
+        assert first["path"] == str(folder / site.photos[4].name) and first["score"] > 0.9999
+        seed = client.post("/img/search", params={"table_name": "multi_scale"}, files={"image": image},
+                           data={"topk": "2"})
+        assert seed.status_code == 200 and seed.json()[0][0] == str(folder / site.photos[4].name), seed.text
+        refused = client.post("/api/search", params={"collection": COLLECTION}, files={"image": image})
+        assert "SCALES=1" in assert_error(refused, 409)["detail"]
