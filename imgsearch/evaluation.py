@@ -253,7 +253,7 @@ def measure_expansions(database: np.ndarray, edited: dict[str, np.ndarray], labe
     """Label retrieval and near-duplicate recall@1 with αQE, DBA, and the best of each together,
     each against the plain vectors query by query (mAP@10 lead and its standard error); with
     `multi_scale` (the images' and the edited copies' multi-scale vectors) those alone and with
-    the best αQE. A leave-one-out query is searched as it was embedded (DBA changes what is
+    the best αQE, the best DBA, and both. A leave-one-out query is searched as it was embedded (DBA changes what is
     stored, not what is asked); an edited copy's query is expanded among the stored vectors, its
     original included."""
     plain = per_query_metrics(database, labels)
@@ -299,6 +299,12 @@ def measure_expansions(database: np.ndarray, edited: dict[str, np.ndarray], labe
         figures[multi_scale_name] = measured(scaled, asked, scaled, scaled_copies)
         figures[f"{multi_scale_name} + αQE k={best_qe[0]} α={best_qe[1]:g}"] = measured(
             scaled, with_qe(scaled, *best_qe), scaled, scaled_copies)
+        scaled_augmented = augment_database(scaled, *best_dba)
+        figures[f"{multi_scale_name} + DBA k={best_dba[0]} α={best_dba[1]:g}"] = measured(
+            scaled_augmented, asked, scaled, scaled_copies)
+        figures[f"{multi_scale_name} + DBA k={best_dba[0]} α={best_dba[1]:g} + αQE k={best_qe[0]} "
+                f"α={best_qe[1]:g}"] = measured(scaled_augmented, with_qe(scaled_augmented, *best_qe), scaled,
+                                                 scaled_copies)
     return figures
 
 

@@ -110,6 +110,8 @@ def test_eval_compares_only_the_precisions_asked_for(tmp_path: Path) -> None:
     scaled = figures["expansions"]["multi-scale 158,224,317"]
     assert 0 <= scaled["mAP@10"] <= 1 and 0 <= scaled["near_duplicate_recall@1"] <= 1
     assert any(name.startswith("multi-scale 158,224,317 + αQE k=") for name in figures["expansions"])
+    combined = [name for name in figures["expansions"] if name.startswith("multi-scale 158,224,317 + DBA k=")]
+    assert len(combined) == 2 and any("+ αQE k=" in name for name in combined), combined
     assert "multi-scale, seconds an image at each input size" in poolings_only.stdout
     one_scale = subprocess.run([IMGSEARCH, "eval", str(tmp_path / "voc"), "--scales", "1"],
                                capture_output=True, text=True, env=env(), timeout=600, check=False)

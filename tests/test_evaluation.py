@@ -115,3 +115,31 @@ def test_expansions_name_the_best_dba_in_the_combination_and_plain_leads_nothing
     dba = {name: f["mAP@10"] for name, f in figures.items() if name.startswith("DBA") and "+" not in name}
     qe = {name: f["mAP@10"] for name, f in figures.items() if name.startswith("αQE")}
     assert list(figures)[-1] == f"{max(dba, key=dba.get)} + {max(qe, key=qe.get)}"  # type: ignore[arg-type]
+
+
+def test_multi_scale_is_measured_alone_and_with_the_best_qe_and_dba() -> None:
+    from imgsearch.evaluation import measure_expansions
+    from imgsearch.expansion import augment_database
+
+    rng = np.random.default_rng(6)
+    centres = rng.normal(size=(4, 64))
+
+    def unit(rows: np.ndarray) -> np.ndarray:
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    database = unit(np.repeat(centres, 12, axis=0) + 0.9 * rng.normal(size=(48, 64)))
+    scaled = unit(database + 0.3 * rng.normal(size=(48, 64)))
+    labels = [frozenset({f"k{row // 12}"}) for row in range(48)]
+    chosen = list(range(0, 48, 4))
+    edited = {"noisy": unit(database[chosen] + 0.2 * rng.normal(size=(len(chosen), 64)))}
+    scaled_edited = {"noisy": unit(scaled[chosen] + 0.2 * rng.normal(size=(len(chosen), 64)))}
+    figures = measure_expansions(database, edited, labels, chosen, (scaled, scaled_edited), "ms")
+    dba = {name: f["mAP@10"] for name, f in figures.items() if name.startswith("DBA") and "+" not in name}
+    best = max(dba, key=dba.get)  # type: ignore[arg-type]
+    k, alpha = (float(part.split("=")[1]) for part in best.removeprefix("DBA ").split())
+    assert figures["ms"]["mAP@10"] == pytest.approx(per_query_metrics(scaled, labels)["mAP@10"].mean())
+    augmented = augment_database(scaled, int(k), alpha)
+    # Stored augmented, asked as embedded (DBA changes what is stored, not what is asked).
+    expected = per_query_metrics(augmented, labels, scaled)["mAP@10"].mean()
+    assert figures[f"ms + {best}"]["mAP@10"] == pytest.approx(expected)
+    assert [name for name in figures if name.startswith("ms")][-1].startswith(f"ms + {best} + αQE k=")
