@@ -95,6 +95,8 @@ def nearest_each(
         vectors.check_encoder(collection, encoder)
     excluded = set(exclude)
     if expansion is not None and expansion.k > 0:
+        # The first answers are read from the catalog too: an image being deleted, or whose
+        # record is not INDEXED, must not pull the query toward itself.
         first = indexed_nearest(queries, collection, expansion.k, vectors, catalog, label, excluded, None)
         answers = [[(result.id, result.score) for result in results] for results in first]
         stored = vectors.vectors(collection, sorted({image for found in answers for image, _ in found}))
