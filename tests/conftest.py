@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,30 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             return "milvus-standalone" if "milvus-standalone" in nodeid else super()._split_scope(nodeid)
 
     return StandaloneTogether(config, log)
+
+
+CPU_LOG = os.environ.get("IMGSEARCH_TEST_CPU", "")  # a folder: where each test's CPU seconds go
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """With IMGSEARCH_TEST_CPU=FOLDER, each test's CPU seconds (its process and every child it
+    waited for: commands, servers stopped) go to FOLDER/<pid>.tsv; `python -m tests.cpu_report
+    FOLDER` sums them by file. Wall time hides where a 2-core suite spends its CPU: a test
+    waiting on a server's start costs wall time and no CPU, a subprocess' imports the reverse."""
+    if not CPU_LOG:
+        return (yield)
+    before = _cpu_seconds()
+    try:
+        return (yield)
+    finally:
+        with open(Path(CPU_LOG) / f"{os.getpid()}.tsv", "a") as log:
+            log.write(f"{item.nodeid}\t{_cpu_seconds() - before:.2f}\n")
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def cache_dir() -> Path:
