@@ -82,7 +82,8 @@ def weights(arguments: argparse.Namespace) -> int:
     # The quantised models are built from the weights once, here rather than on a first search:
     # at 224 pixels for every precision, and at SCALES' other sizes for the one PRECISION names.
     for precision in PRECISIONS:
-        for size in sorted({INPUT_SIZE, *sizes_of(current.scales)}) if precision == current.precision else [INPUT_SIZE]:
+        sizes = {INPUT_SIZE, *sizes_of(current.scales)} if precision == current.precision else {INPUT_SIZE}
+        for size in sorted(sizes):
             model = converted_model(path, current.pooling, precision, size)
             print(f"LiteRT {precision} model ready: {model}")
     return 0

@@ -97,7 +97,7 @@ class Encoder:
         forward(np.zeros((1, input_size, input_size, 3), dtype=np.uint8))
 
     def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
-        """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors. `urgent`
+        """(N, input_size, input_size, 3) uint8 -> (N, 2048) float32 unit vectors. `urgent`
         passes (a person waiting on a search) go before waiting indexing passes."""
         check_pixels(pixels, self.input_size)
         outputs = []

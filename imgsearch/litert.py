@@ -10,8 +10,9 @@ exported as a SavedModel and converted once by TensorFlow's converter:
   weights and converter builds the same file.
 
 The file is cached beside the weights, its name keyed by the weights' sha256,
-the precision, the pooling, the converter (TensorFlow) version and this
-recipe's version; a JSON record beside it holds the file's own sha256. A file
+the precision, the pooling, the input size (when not 224: `SCALES` needs one
+model per size), the converter (TensorFlow) version and this recipe's version;
+a JSON record beside it holds the file's own sha256. A file
 whose record is missing, different or whose bytes do not match is rebuilt,
 never used. Converting takes about a minute; `imgsearch weights` does it
 ahead, and the first use does it otherwise (one process at a time: a lock file).
@@ -72,7 +73,7 @@ class ModelRecord:
 
 
 def preprocess(pixels: np.ndarray) -> np.ndarray:
-    """(N, 224, 224, 3) RGB uint8 -> the float input Keras' preprocess_input gives."""
+    """(N, S, S, 3) RGB uint8 -> the float input Keras' preprocess_input gives."""
     return np.ascontiguousarray(pixels[..., ::-1], dtype=np.float32) - BGR_MEANS
 
 
@@ -262,7 +263,7 @@ class LiteRTEncoder:
         self._lock = lock or PassLock()
 
     def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
-        """(N, 224, 224, 3) uint8 -> (N, 2048) float32 unit vectors."""
+        """(N, input_size, input_size, 3) uint8 -> (N, 2048) float32 unit vectors."""
         check_pixels(pixels, self.input_size)
         features = np.zeros((len(pixels), FEATURE_DIM), dtype=np.float32)
         # A search's images take the model in one turn. Taken a pass at a time, the lock was
