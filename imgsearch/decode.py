@@ -64,6 +64,12 @@ class DecodedImage:
     height: int
 
 
+def resample(image: Image.Image, size: int) -> Image.Image:
+    """`image` squashed to `size`x`size`: every encoder input is made here, whether from a file
+    (`decode_image`) or from pixels already decoded at another size (multi-scale), so both agree."""
+    return image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
 def decode_image(data: bytes, size: int = INPUT_SIZE) -> DecodedImage:
     """Decode `data` into a `size`x`size` RGB array, or raise DecodeError."""
     if not data:
@@ -87,8 +93,7 @@ def decode_image(data: bytes, size: int = INPUT_SIZE) -> DecodedImage:
             if orientation in (5, 6, 7, 8):  # turned by a quarter: the axes swap
                 width, height = height, width
             rgb = to_rgb(oriented)
-            resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-            return DecodedImage(np.asarray(resized, dtype=np.uint8), width, height)
+            return DecodedImage(np.asarray(resample(rgb, size), dtype=np.uint8), width, height)
     except DecodeError:
         raise
     except Image.DecompressionBombError as error:

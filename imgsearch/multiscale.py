@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from imgsearch.decode import INPUT_SIZE
+from imgsearch.decode import INPUT_SIZE, resample
 from imgsearch.encoder import FEATURE_DIM, check_pixels
 from imgsearch.encoder_names import encoder_name
 from imgsearch.pooling import pool, unit_vectors
@@ -43,11 +43,10 @@ def sizes_of(scales: Sequence[float]) -> tuple[int, ...]:
 
 
 def resized(pixels: np.ndarray, size: int) -> np.ndarray:
-    """(N, S, S, 3) uint8 -> (N, size, size, 3), resampled as `decode_image` resamples."""
+    """(N, S, S, 3) uint8 -> (N, size, size, 3), resampled by `decode.resample`, as files are."""
     if pixels.shape[1] == size:
         return pixels
-    return np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR,
-                                                              reducing_gap=3.0)) for image in pixels])
+    return np.stack([np.asarray(resample(Image.fromarray(image), size)) for image in pixels])
 
 
 class SizedEncoder(Protocol):
