@@ -145,14 +145,17 @@ def convert_in_child(weights: Path, pooling: str, precision: str, input_size: in
         return out.read_bytes(), done.stdout.strip()
 
 
-def convert(weights: Path, pooling: str, precision: str, input_size: int = INPUT_SIZE) -> tuple[bytes, str]:
+def convert(weights: Path, pooling: str, precision: str, input_size: int = INPUT_SIZE,
+            scratch: Path | None = None) -> tuple[bytes, str]:
     """The LiteRT flatbuffer of ResNet50 (no top, `pooling` as the network does it:
     none for `gem`) at `precision`, taking `input_size` pixels, and the sha256 of the
-    calibration inputs (empty for `dynamic`)."""
+    calibration inputs (empty for `dynamic`). The SavedModel goes under `scratch` (a
+    temporary folder of this process' own when None)."""
     tf = runtime.tensorflow()
     keras = runtime.keras()
     calibration = ""
-    with tempfile.TemporaryDirectory(prefix="imgsearch-litert-") as workdir, runtime.native_stderr_filtered():
+    folder = nullcontext(str(scratch)) if scratch else tempfile.TemporaryDirectory(prefix="imgsearch-litert-")
+    with folder as workdir, runtime.native_stderr_filtered():
         model = build_keras_resnet50(weights, pooling, input_size=input_size)
         saved = Path(workdir) / "saved_model"
         with _quiet_stdout():
@@ -285,7 +288,9 @@ def _main(arguments: list[str]) -> int:
     """`python -m imgsearch.litert WEIGHTS POOLING PRECISION SIZE OUT`: what `convert_in_child` runs."""
     weights, pooling, precision, size, out = arguments
     try:
-        content, calibration = convert(Path(weights), pooling, precision, int(size))
+        # Its scratch is in the parent's folder, which the parent removes: a child ended by a
+        # signal (Ctrl-C, SIGTERM through `_stop_children`) runs no cleanup of its own.
+        content, calibration = convert(Path(weights), pooling, precision, int(size), Path(out).parent)
     except WeightsError as error:
         print(error, file=sys.stderr)
         return 1
