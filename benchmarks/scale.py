@@ -267,6 +267,7 @@ def measure_at(backend: Backend, corpus: Corpus, rows: int, started_rows: int, w
         _, figures["export_seconds"] = timed(lambda: export_collection(COLLECTION, store, catalog, out))
         shutil.rmtree(out, ignore_errors=True)
     figures["rss_mb"] = {name: mb(value) for name, value in memory.sample().items()}
+    figures["anonymous_mb"] = {name: mb(value) for name, value in memory.anonymous().items()}
     store.close()
     say(f"{backend.name} {rows:,}: /api/search over HTTP")
     figures["http"] = http_search(backend, corpus, memory)
@@ -364,8 +365,7 @@ def run(sizes: list[int], backends: list[str], workdir: Path, real: int = 300,
 
 
 def render_one(backend: str, f: dict[str, Any]) -> str:
-    peaks = ", ".join(f"{name} {value:,.0f}" + (f" (steady {f['rss_mb'][name]:,.0f})" if name in f["rss_mb"] else "")
-                      for name, value in f["peak_rss_mb"].items())
+    peaks = ", ".join(f"{name} {value:,.0f}" + steady(f, name) for name, value in f["peak_rss_mb"].items())
     duplicates = f"{f['duplicates_seconds']:.1f} s" if "duplicates_seconds" in f else "not run"
     if "duplicates_stages" in f:
         duplicates += " (" + ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in f["duplicates_stages"].items()) + ")"
@@ -383,6 +383,15 @@ def render_one(backend: str, f: dict[str, Any]) -> str:
             f"{f['milvus']['p50_ms']:.1f} / {f['milvus']['p99_ms']:.1f} ms | {f['milvus']['recall_at_10']:.3f} | "
             f"{peaks} MB | {f['disk_bytes_per_image'] / 1024:.1f} KB | {duplicates} | {f['count_seconds']:.2f} s / "
             f"{export} | {f['plan']['seconds']:.1f} s |")
+
+
+def steady(f: dict[str, Any], name: str) -> str:
+    """' (steady R, anonymous A)': RSS after the scans, and of it what is not file-backed (older
+    reports have no anonymous figure)."""
+    if name not in f["rss_mb"]:
+        return ""
+    anonymous = f.get("anonymous_mb", {}).get(name)
+    return f" (steady {f['rss_mb'][name]:,.0f}" + (f", anonymous {anonymous:,.0f})" if anonymous is not None else ")")
 
 
 def settled(f: dict[str, Any]) -> str:
