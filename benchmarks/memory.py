@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -24,29 +25,14 @@ class MemoryWatch:
         self.pids.pop(name, None)
 
     def rss(self, pid: int) -> int:
-        import psutil
-
-        try:
-            process = psutil.Process(pid)
-            return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
-        except psutil.Error:
-            return 0
+        return sum(info.rss for info in memory_of_tree(pid))
 
     def anonymous(self) -> dict[str, int]:
         """Each process' anonymous memory (RSS less its file-backed and shared pages), now: what
         the kernel cannot drop. Milvus 2.3 keeps vectors read back through a query (`export`,
         `duplicates`) in memory-mapped chunk-cache files, which RSS counts in full."""
-        import psutil
-
-        def of(pid: int) -> int:
-            try:
-                process = psutil.Process(pid)
-                return sum(info.rss - info.shared for info in
-                           (p.memory_info() for p in [process, *process.children(recursive=True)]))
-            except psutil.Error:
-                return 0
-
-        return {name: of(pid) for name, pid in list(self.pids.items())}
+        return {name: sum(info.rss - info.shared for info in memory_of_tree(pid))
+                for name, pid in list(self.pids.items())}
 
     def sample(self) -> dict[str, int]:
         now = {name: self.rss(pid) for name, pid in list(self.pids.items())}
@@ -70,6 +56,17 @@ class MemoryWatch:
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             self.sample()
+
+
+def memory_of_tree(pid: int) -> list[Any]:
+    """psutil's memory_info of `pid` and each of its children; none once it has ended."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return [p.memory_info() for p in [process, *process.children(recursive=True)]]
+    except psutil.Error:
+        return []
 
 
 def mb(value: int) -> float:

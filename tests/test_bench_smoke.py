@@ -148,7 +148,8 @@ def test_the_scale_stage_grows_one_collection_and_measures_each_size(tmp_path: P
         bench = "bench (fills, and holds Milvus Lite)"  # what of its RSS the kernel cannot drop
         assert 0 < figures["anonymous_mb"][bench] <= figures["rss_mb"][bench]
     assert (tmp_path / "lite" / "rows.f32").stat().st_size == 2000 * 2048 * 4
-    assert "| lite FLAT | 2,000 |" in scale.render(report) and ", anonymous " in scale.render(report) and "; αQE k=2: " in scale.render(report)
+    table = scale.render(report)
+    assert "| lite FLAT | 2,000 |" in table and ", anonymous " in table and "; αQE k=2: " in table
     scale.plot(report, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert scale.parse_sizes("20k,1M,100000") == [20_000, 100_000, 1_000_000]
