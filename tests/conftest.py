@@ -179,20 +179,40 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def milvus_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Milvus standalone (PyPI `milvus`, 2.3.5) on a free loopback port."""
     try:
-        from milvus import MilvusServer
+        import milvus  # noqa: F401 - only whether it is installed
     except ImportError:
         pytest.skip("the `milvus` package (Milvus standalone) is not installed: ./setup.sh --test")
-    from imgsearch.processes import free_port
+    from benchmarks.milvus_backends import start_standalone
 
-    server = MilvusServer()
-    server.set_base_dir(str(tmp_path_factory.mktemp("milvus-standalone")))
-    server.listen_port = free_port()
-    server.start()
+    server = start_standalone(tmp_path_factory.mktemp("milvus-standalone"))
+    _standalone.append(server)
     try:
         yield f"http://127.0.0.1:{server.listen_port}"
     finally:
-        release_stores()
-        server.stop()
+        _stop_standalone()
+
+
+_standalone: list[object] = []  # the session's running Milvus standalone, until its last test is done
+
+
+def _stop_standalone() -> None:
+    release_stores()
+    while _standalone:
+        _standalone.pop().stop()  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down (a store closed, a collection dropped)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the Milvus standalone once the last test on it is done, not at the end of the session:
+    idle, it costs its process 1.4 CPU-s a minute on 2 cores that the rest of the suite is short
+    of. Every test on it has `milvus-standalone` in its id (the scheduler above keeps them in one
+    process), so the last such id of the session's items is the last test that needs it."""
+    if _standalone and item.nodeid == _last_standalone_test(item.session):
+        _stop_standalone()
+
+
+def _last_standalone_test(session: pytest.Session) -> str:
+    return next((i.nodeid for i in reversed(session.items) if "milvus-standalone" in i.nodeid), "")
 
 
 @pytest.fixture(params=["lite", "milvus-standalone"])
