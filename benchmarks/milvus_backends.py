@@ -75,18 +75,39 @@ def start_backend(name: str, data: Path) -> Backend:
         return Backend(name, data, f"http://127.0.0.1:{server.port}", data / "milvus.db", server, "milvus-lite server")
     if name != "standalone":
         raise ValueError(f"unknown backend {name!r}: {', '.join(BACKENDS)}")
+    server = start_standalone(data / "standalone")
+    return Backend(name, data, f"http://127.0.0.1:{server.listen_port}", data / "standalone", server,
+                   "Milvus standalone")
+
+
+def start_standalone(base: Path) -> Any:
+    """A Milvus 2.3.5 standalone (PyPI `milvus`) with its data under `base`, on a free port.
+
+    Its local storage path is given relative to `base` (the server's working folder), not
+    absolute as the package writes it. Milvus 2.3's chunk cache, which serves the raw vectors of
+    an index that keeps none (IVF_SQ8), writes each binlog it reads to `cache folder / binlog
+    path` with O_TRUNC and unlinks it (`ChunkCache::Mmap`); on local storage that binlog path is
+    absolute, so `/` yields the binlog itself: the first read back (export, duplicates, migrate,
+    more like this) deleted the segment's vectors from disk, and after a restart they could not
+    be read again. Relative, the cache's copy lands under `data/chunk_cache/` instead."""
     try:
         from milvus import MilvusServer
     except ImportError:
-        raise RuntimeError("the standalone backend needs the `milvus` package: ./setup.sh --test") from None
+        raise RuntimeError("a Milvus standalone needs the `milvus` package: ./setup.sh --test") from None
     from imgsearch.processes import free_port
 
     server = MilvusServer()
-    server.set_base_dir(str(data / "standalone"))
+    server.set_base_dir(str(base))
     server.listen_port = free_port()
+    resolve_storage = server.config.resolve_storage  # start() resolves again: keep the change after it
+
+    def relative_storage() -> None:
+        resolve_storage()
+        server.config.set("local_storage_dir", "data")
+
+    server.config.resolve_storage = relative_storage
     server.start()
-    return Backend(name, data, f"http://127.0.0.1:{server.listen_port}", data / "standalone", server,
-                   "Milvus standalone")
+    return server
 
 
 def folder_bytes(path: Path) -> int:
