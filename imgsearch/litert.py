@@ -259,10 +259,12 @@ class LiteRTEncoder:
         self.input_size = input_size
         self.name = encoder_name(pooling, precision, (input_size,))
         self.model_path = converted_model(weights, pooling, precision, input_size)
-        threads = threads or len(os.sched_getaffinity(0))
-        # Two interpreters: resizing one between batch sizes re-plans XNNPACK each time.
-        self._batched = sized_interpreter(self.model_path, BATCH, threads, input_size)
-        self._single = sized_interpreter(self.model_path, 1, threads, input_size)
+        self._threads = threads or len(os.sched_getaffinity(0))
+        # Two interpreters: resizing one between batch sizes re-plans XNNPACK each time. The
+        # batched one is built at its first full batch: building and warming it costs 0.6 CPU-s,
+        # a third of an `imgsearch search` of one image, which never passes a batch.
+        self._single = sized_interpreter(self.model_path, 1, self._threads, input_size)
+        self._batched: object | None = None
         self._lock = lock or PassLock()
 
     def embed(self, pixels: np.ndarray, *, urgent: bool = False) -> np.ndarray:
@@ -278,10 +280,18 @@ class LiteRTEncoder:
             for start, size in batches(len(pixels), BATCH):
                 inputs = preprocess(pixels[start : start + size])
                 with nullcontext() if urgent else self._lock.hold(False):
-                    interpreter = self._batched if size == BATCH else self._single
+                    interpreter = self._batched_interpreter() if size == BATCH else self._single
                     outputs = interpreter_outputs(interpreter, inputs)
                 features[start : start + size] = unit_vectors(outputs)  # GeM's pooling outside the lock
         return features
+
+
+    def _batched_interpreter(self) -> object:
+        """The batch-sized interpreter, built on first use; called with the pass lock held
+        (a search's turn or an index batch's pass), so it is built once."""
+        if self._batched is None:
+            self._batched = sized_interpreter(self.model_path, BATCH, self._threads, self.input_size)
+        return self._batched
 
 
 def _main(arguments: list[str]) -> int:
