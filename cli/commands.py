@@ -80,11 +80,12 @@ def weights(arguments: argparse.Namespace) -> int:
     path = provision(current.cache_dir, try_keras=not arguments.no_keras)
     print(f"ResNet50 ImageNet weights ready: {path}")
     # The quantised models are built from the weights once, here rather than on a first search:
-    # at 224 pixels for every precision, and at SCALES' other sizes for the one PRECISION names.
+    # at 224 pixels for every precision, and at SCALES' other sizes for the one PRECISION names
+    # (`int8` only: `dynamic`'s one file serves every size).
     for precision in PRECISIONS:
         sizes = {INPUT_SIZE, *sizes_of(current.scales)} if precision == current.precision else {INPUT_SIZE}
-        for size in sorted(sizes):
-            model = converted_model(path, current.pooling, precision, size)
+        models = {converted_model(path, current.pooling, precision, size): None for size in sorted(sizes)}
+        for model in models:
             print(f"LiteRT {precision} model ready: {model}")
     return 0
 

@@ -10,8 +10,10 @@ exported as a SavedModel and converted once by TensorFlow's converter:
   weights and converter builds the same file.
 
 The file is cached beside the weights, its name keyed by the weights' sha256,
-the precision, the pooling, the input size (when not 224: `SCALES` needs one
-model per size), the converter (TensorFlow) version and this recipe's version;
+the precision, the pooling, the input size (`int8` at a size other than 224, for
+`SCALES`: its activation ranges are calibrated at that size; `dynamic` has one file
+for every size, see `converted_model`), the converter (TensorFlow) version and this
+recipe's version;
 a JSON record beside it holds the file's own sha256. A file
 whose record is missing, different or whose bytes do not match is rebuilt,
 never used. Converting takes about a minute; `imgsearch weights` does it
@@ -82,6 +84,12 @@ def converted_model(weights: Path, pooling: str, precision: str, input_size: int
     if missing, stale or broken."""
     if precision not in PRECISIONS:
         raise ValueError(f"not a LiteRT precision: {precision}")
+    if precision == "dynamic":
+        # Its weights are quantised and its activations computed in float, so nothing in the file
+        # depends on the input size: the 224 file resized to 158 or 317 pixels gave the same bits
+        # as a file converted at that size (2 random images each, 2026-12-05), without the
+        # minute of converting that each of SCALES' sizes cost.
+        input_size = INPUT_SIZE
     weights_sha = sha256_file(weights)
     converter = importlib.metadata.version("tensorflow")  # without importing it: serving needs LiteRT only
     folder = weights.parent / "litert"
