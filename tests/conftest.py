@@ -37,9 +37,31 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
     class StandaloneTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "milvus-standalone" if "milvus-standalone" in nodeid else super()._split_scope(nodeid)
+            return scope_of(nodeid)
 
     return StandaloneTogether(config, log)
+
+
+# The files (and the standalone's group) that take longest, longest first (wall seconds of one
+# run, 2026-12-05): the scheduler hands them out first (`--no-loadscope-reorder` in pyproject.toml;
+# by default xdist starts the files with the most tests first, which left the longest single-test
+# files to the last minutes, one process busy and the other idle). The rest follow in file order.
+LONGEST_FIRST = (
+    "tests/test_cli.py", "tests/test_bench_smoke.py", "tests/test_cli_signals.py", "milvus-standalone",
+    "tests/test_bench_watch.py", "tests/test_stack_signals.py", "tests/test_watch.py", "tests/test_stack.py",
+    "tests/faults/test_load.py", "tests/test_catalog.py", "tests/test_litert.py", "tests/test_settings_cli.py",
+    "tests/test_deployments.py",
+)
+
+
+def scope_of(nodeid: str) -> str:
+    """The unit the scheduler hands to one process: a file, or every test on the standalone."""
+    return "milvus-standalone" if "milvus-standalone" in nodeid else nodeid.split("::")[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {scope: number for number, scope in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(scope_of(item.nodeid), len(rank)))  # stable: file order kept
 
 
 CPU_LOG = os.environ.get("IMGSEARCH_TEST_CPU", "")  # a folder: where each test's CPU seconds go
