@@ -293,7 +293,6 @@ class LiteRTEncoder:
                 features[start : start + size] = unit_vectors(outputs)  # GeM's pooling outside the lock
         return features
 
-
     def _batched_interpreter(self) -> object:
         """The batch-sized interpreter, built on first use; called with the pass lock held
         (a search's turn or an index batch's pass), so it is built once."""
