@@ -216,6 +216,35 @@ def precisions(weights: Path, pooling: str, files: list[Path], queries: int, dat
     return figures
 
 
+class StageClock:
+    """Wall and CPU seconds of each stage: this process's and those of the commands it waited for
+    (`os.times`). What a stage costs decides where the bench, and the suite's smoke run of it, can be
+    made cheaper; the report keeps them under "stage_seconds"."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.spent: dict[str, dict[str, float]] = {}
+        self._name: str | None = None
+        self._wall = self._cpu = 0.0
+
+    @staticmethod
+    def _cpu_now() -> float:
+        times = os.times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def start(self, name: str, text: str) -> None:
+        self.stop()
+        self.say(text)
+        self._name, self._wall, self._cpu = name, time.perf_counter(), self._cpu_now()
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        if self._name is not None:
+            self.spent[self._name] = {
+                "wall": round(time.perf_counter() - self._wall, 2), "cpu": round(self._cpu_now() - self._cpu, 2)}
+            self._name = None
+        return self.spent
+
+
 def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | None,
         smoke: bool = False) -> dict[str, Any]:
     """The whole benchmark; `smoke` shrinks every stage to seconds (CI checks it yields figures)."""
@@ -225,7 +254,8 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     images = count or (24 if smoke else 300 if quick else 2000)
     root = workdir or Path(tempfile.mkdtemp(prefix="imgsearch-bench-"))
     say = lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True)
-    say(f"generating {images} VOC-like photos under {root}")
+    clock = StageClock(say)
+    clock.start("corpus", f"generating {images} VOC-like photos under {root}")
     year = make_voc_sample(root / "corpus", images, settings.cache_dir, imagenet_labels(settings.cache_dir), seed=1)
     files = sorted((year / "JPEGImages").glob("*.jpg"))
     env = {**os.environ, "DATA_DIR": str(root / "data"), "PREFECT_HOME": str(root / "prefect"),
@@ -235,45 +265,46 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     report: dict[str, Any] = {"cpu": cpu_model(), "cpu_int8": cpu_int8_features(), "cores": os.cpu_count(), "images": images, "quick": quick,
                               "precision": settings.precision}
 
-    say("(a) model limit")
+    clock.start("a", "(a) model limit")
     # The smoke run checks that figures come out, not what they are: two batch sizes, one round.
     report["a_model"] = (model_limit(weights, 0.0, (1, 8), rounds=1, singles=3) if smoke else
                          model_limit(weights, seconds=3 if quick else 8))
-    say("(b) the seed's method")
+    clock.start("b", "(b) the seed's method")
     report["b_seed"] = seed_method(weights, files[: 8 if smoke else 40 if quick else 100])
-    say("(c) imgsearch index, end to end")
+    clock.start("c", "(c) imgsearch index, end to end")
     report["c_index"] = index_measured(root / "corpus", env)
-    say("(d) re-run after 1% changed")
+    clock.start("d", "(d) re-run after 1% changed")
     changed = change_files(files, 0.01, seed=2)
     done, reseconds, _ = run_measured(["index", str(root / "corpus"), "--json"], env)
     rerun = json.loads(done.stdout)
     report["d_rerun"] = {"changed": len(changed), "embedded": rerun["embedded"], "wall_seconds": reseconds,
                          "flow_seconds": rerun["seconds"]}
-    say("(e) /api/search over HTTP")
+    clock.start("e", "(e) /api/search over HTTP")
     from imgsearch.samples import recompressed_copy
 
     query = recompressed_copy(files[len(files) // 2], root / "query.jpg", scale=1.0, quality=75).read_bytes()
     requests = 8 if smoke else 40 if quick else 200
     report["e_search"] = serve_and_measure(env, query, requests)
-    say("(f) Milvus search alone")
+    clock.start("f", "(f) Milvus search alone")
     sizes = [2000] if smoke else [17125] if quick else [17125, 100000]
     report["f_milvus"] = {kind: milvus_alone(root, sizes, kind) for kind in ("FLAT", "IVF_FLAT")}
 
-    say("(g) every precision against fp32")
+    clock.start("g", "(g) every precision against fp32")
     report["g_precision"] = precisions(weights, settings.pooling, files, queries=20 if smoke else 200,
                                        database=len(files) if quick else 1000, singles=3 if smoke else 20)
 
-    say("(h) duplicate groups")
+    clock.start("h", "(h) duplicate groups")
     report["h_duplicates"] = {"at_scale": duplicates.at_scale(root, 2000 if smoke else 20000),
                               "thresholds": duplicates.thresholds(weights, settings.pooling, settings.precision,
                                                                   5 if smoke else 20)}
 
-    say("(i) every precision end to end")
+    clock.start("i", "(i) every precision end to end")
     # The smoke run checks the stage with fp32 beside the configured precision; the others run all four.
     chosen = [p for p in PRECISIONS if not smoke or p in ("fp32", settings.precision)]
     report["i_end_to_end"] = end_to_end.every_precision(
         root / "corpus", env, chosen, query, requests,
         measured={settings.precision: {"index": report["c_index"], "search": report["e_search"]}})
+    report["stage_seconds"] = clock.stop()
     report["i_targets"] = end_to_end.targets(report["i_end_to_end"], report["g_precision"], settings.precision)
 
     a, b, c = (report["a_model"]["images_per_second"], report["b_seed"]["images_per_second"],
@@ -372,5 +403,8 @@ def render(report: dict[str, Any]) -> str:
         (f"c / (g) {report['precision']} model", f"{r['c/g']:.3f} ((c), (e) ran with PRECISION={report['precision']})"),
         (f"e p50 / (g) {report['precision']} single", f"{r['e_p50/g_single']:.2f}"),
     ]
+    if "stage_seconds" in report:  # JSON written before the clock have none
+        rows.append(("seconds by stage, wall / CPU", ", ".join(
+            f"{name} {spent['wall']:.1f} / {spent['cpu']:.1f}" for name, spent in report["stage_seconds"].items())))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"| {name.ljust(width)} | {value} |" for name, value in rows)

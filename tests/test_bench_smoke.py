@@ -43,6 +43,10 @@ def test_bench_smoke_yields_every_figure(tmp_path: Path, prefect_api_url: str) -
                   "i_end_to_end", "ratios"):
         assert stage in report and all(math.isfinite(n) and n >= 0 for n in numbers(report[stage])), stage
     assert report["c_index"]["indexed"] == 24 and report["d_rerun"]["embedded"] == 1
+    # Each stage's wall and CPU seconds, the commands it waited for included ((c) is a process).
+    spent = report["stage_seconds"]
+    assert list(spent) == ["corpus", *"abcdefghi"] and all(s["wall"] > 0 and s["cpu"] > 0 for s in spent.values())
+    assert spent["c"]["cpu"] > 1 and "seconds by stage, wall / CPU" in result.stdout
     assert report["e_search"]["c8"]["requests"] == 16
     # (i): fp32 indexed and searched in a data folder of its own beside the configured precision,
     # whose (c) and (e) are reused; Server-Timing's phases recorded, the default's gain over fp32 checked.
