@@ -26,6 +26,13 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 MYSQL_ADMIN_URL = os.environ.get("IMGSEARCH_TEST_MYSQL_URL", "mysql+pymysql://root:@127.0.0.1:3306/test")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject.toml): one test process more than the cores, at most 4. On 2 cores, 3
+    processes took a fresh clone's tests from 12:15 to 10:57 (both cores busier: a process waits on
+    commands and servers starting), 4 to 10:48 with more CPU spent (2026-12-05, docs/tests.md)."""
+    return min(4, (os.cpu_count() or 1) + 1)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """Under `--dist loadfile` (the default, see pyproject.toml), every test on a Milvus
     standalone (a `milvus-standalone` parameter) runs in one process: two standalones
@@ -246,11 +253,13 @@ def any_milvus(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[None]:
-    """A real, temporary Prefect API for the flow runs of the session."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A real, temporary Prefect API for the flow runs of the session, shared by its test processes
+    (tests/shared_prefect_api.py)."""
+    from tests.shared_prefect_api import shared_prefect_api
 
-    with prefect_test_harness(server_startup_timeout=120):
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+    with shared_prefect_api(shared):
         yield
 
 

@@ -202,7 +202,15 @@ def test_chunk_writes_wait_for_a_milvus_write_slot(
 ) -> None:
     """With the `milvus-write` limit an operator created, a chunk holds a slot around the stores'
     writes only: with its one slot taken, a run embeds its images, then waits to write. Without
-    it (every other test), runs take no slot."""
+    it (every other test), runs take no slot. On a Prefect API of its own: the session's is shared
+    by every test process, whose runs would wait on this slot too."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        _writes_wait_for_a_slot(tmp_path, photos, monkeypatch)
+
+
+def _writes_wait_for_a_slot(tmp_path: Path, photos: list[Photo], monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
     from prefect.client.orchestration import get_client
