@@ -14,8 +14,18 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# uv installs the ~200 pinned packages in about 10 s where pip took 50 (it links files out of its
+# cache instead of unpacking every wheel again: tensorflow alone is 600 MB); where uv cannot be
+# installed, pip does the same install. Either way constraints.txt decides every version.
+# --system-certs: the operating system's certificates, as pip uses (a proxy's own CA included).
+if .venv/bin/python -m pip install --quiet -c constraints.txt uv; then
+  install() { .venv/bin/python -m uv pip install --quiet --system-certs --python .venv/bin/python "$@"; }
+else
+  echo "note: uv could not be installed; installing with pip (slower)" >&2
+  install() { .venv/bin/python -m pip install --quiet "$@"; }
+fi
 if [ "$WITH_TESTS" = 1 ]; then
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,dask]"
+  install -c constraints.txt -e ".[test,dask]"
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "installing Debian's chromium for the browser tests"
@@ -25,6 +35,6 @@ if [ "$WITH_TESTS" = 1 ]; then
     fi
   fi
 else
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dask]"
+  install -c constraints.txt -e ".[dask]"
 fi
 .venv/bin/imgsearch weights
