@@ -1,4 +1,4 @@
-"""Deployments against a real `prefect server` started here, served by `imgsearch deploy`."""
+"""Deployments on a real Prefect server (the session's API), served by `imgsearch deploy`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from imgsearch.processes import free_port, wait_until_healthy
 from deployments.definitions import prefect_yaml
 from imgsearch.samples import Photo
 from tests.conftest import ROOT, write_folder
@@ -30,26 +28,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    log = open(home / "server.log", "w")
-    process = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=clean_env(PREFECT_HOME=str(home), PREFECT_UI_ENABLED="false"), stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_until_healthy(f"{url}/health", process, seconds=120)
-    except (RuntimeError, TimeoutError):
-        raise RuntimeError((home / "server.log").read_text()[-2000:]) from None
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+@pytest.fixture
+def prefect_server(prefect_api_url: str) -> str:
+    """The session's Prefect API (a real Prefect server process, tests/shared_prefect_api.py): a
+    server of this module's own cost ~12 s of CPU more; `imgsearch up` starting `prefect server`
+    is tested in tests/test_stack.py."""
+    return prefect_api_url
 
 
 def run(coroutine: object) -> object:
