@@ -290,8 +290,10 @@ def run(quick: bool, count: int | None, workdir: Path | None, json_path: Path | 
     report["f_milvus"] = {kind: milvus_alone(root, sizes, kind) for kind in ("FLAT", "IVF_FLAT")}
 
     clock.start("g", "(g) every precision against fp32")
-    report["g_precision"] = precisions(weights, settings.pooling, files, queries=20 if smoke else 200,
-                                       database=len(files) if quick else 1000, singles=3 if smoke else 20)
+    # Smoke: 12 photos and 6 queries per precision (bf16's Keras runs at a fraction of fp32's speed here).
+    report["g_precision"] = precisions(weights, settings.pooling, files, queries=6 if smoke else 200,
+                                       database=12 if smoke else len(files) if quick else 1000,
+                                       singles=3 if smoke else 20)
 
     clock.start("h", "(h) duplicate groups")
     report["h_duplicates"] = {"at_scale": duplicates.at_scale(root, 2000 if smoke else 20000),
