@@ -279,15 +279,25 @@ def prefect_api_url(prefect_api: None) -> str:
 @pytest.fixture(scope="session")
 def prefect_home_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PREFECT_HOME whose database is already migrated: a stack test copies it
-    into DATA_DIR/prefect so that its Prefect server starts in ~6 s, not ~13 s."""
+    into DATA_DIR/prefect so that its Prefect server starts in ~6 s, not ~13 s. One for
+    the whole run (the first test process that needs it migrates it, under a lock in
+    xdist's shared folder): each migration costs ~5 CPU-s."""
+    import fcntl
     import subprocess
     import sys
 
-    home = tmp_path_factory.mktemp("prefect-home-template")
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    subprocess.run([str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
-                   env=env, check=True, capture_output=True, timeout=300)
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+    folder = shared or tmp_path_factory.getbasetemp()
+    home = folder / "prefect-home-template"
+    with open(folder / "prefect-home-template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / "prefect-home-template.done").exists():
+            home.mkdir(exist_ok=True)
+            env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+            env.pop("PREFECT_API_URL", None)
+            subprocess.run([str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
+                           env=env, check=True, capture_output=True, timeout=300)
+            (folder / "prefect-home-template.done").touch()
     return home
 
 
