@@ -69,8 +69,8 @@ for number, url in enumerate(urls):
 def test_processes_opening_a_new_database_at_the_same_moment_all_open_it(tmp_path: Path) -> None:
     """Switching a new SQLite file to WAL is refused at once ("database is locked", no busy wait)
     to a second process switching at the same moment; each must still open it (before the switch
-    was retried, this failed in 6 runs of 6). Six processes open ten new files together, one every
-    half second: ten races, and the imports paid once per process rather than once per race."""
+    was retried, this failed in 6 runs of 6). Six processes open 30 new files together, one every
+    quarter second: 30 races, and the imports paid once per process rather than once per race."""
     import subprocess
     import sys
     import time
