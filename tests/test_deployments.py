@@ -1,4 +1,5 @@
-"""Deployments on a real Prefect server (the session's API), served by `imgsearch deploy`."""
+"""Deployments on a real Prefect server (the session's API, tests/shared_prefect_api.py), served by
+`imgsearch deploy`; `imgsearch up` starting `prefect server` is tested in tests/test_stack.py."""
 
 from __future__ import annotations
 
@@ -28,20 +29,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def prefect_server(prefect_api_url: str) -> str:
-    """The session's Prefect API (a real Prefect server process, tests/shared_prefect_api.py): a
-    server of this module's own cost ~12 s of CPU more; `imgsearch up` starting `prefect server`
-    is tested in tests/test_stack.py."""
-    return prefect_api_url
-
-
 def run(coroutine: object) -> object:
     return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
 def test_runner_serves_schedules_runs_and_unpauses_nothing(
-    prefect_server: str, tmp_path: Path, photos: list[Photo]
+    prefect_api_url: str, tmp_path: Path, photos: list[Photo]
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
@@ -49,14 +42,14 @@ def test_runner_serves_schedules_runs_and_unpauses_nothing(
 
     folder = tmp_path / "photos"
     write_folder(folder, photos, 6)
-    env = clean_env(PREFECT_API_URL=prefect_server, DATA_DIR=str(tmp_path / "data"),
+    env = clean_env(PREFECT_API_URL=prefect_api_url, DATA_DIR=str(tmp_path / "data"),
                     PREFECT_HOME=str(tmp_path / "runner-home"))
     runner_log = open(tmp_path / "runner.log", "w")
     runner = subprocess.Popen([str(BIN / "imgsearch"), "deploy", "--sync-path", str(folder)],
                               env=env, cwd=ROOT, stdout=runner_log, stderr=subprocess.STDOUT)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    api = temporary_settings(updates={PREFECT_API_URL: prefect_server})
+    api = temporary_settings(updates={PREFECT_API_URL: prefect_api_url})
     api.__enter__()  # Prefect's settings do not follow os.environ once loaded
     try:
         async def deployments() -> dict[str, object]:
@@ -105,14 +98,14 @@ def test_prefect_yaml_is_generated_from_the_definitions() -> None:
     assert (ROOT / "prefect.yaml").read_text() == prefect_yaml()
 
 
-def test_prefect_yaml_deploys_onto_a_process_work_pool(prefect_server: str, tmp_path: Path,
+def test_prefect_yaml_deploys_onto_a_process_work_pool(prefect_api_url: str, tmp_path: Path,
                                                        photos: list[Photo]) -> None:
     """`prefect deploy --all` with the generated prefect.yaml, run by `prefect worker start`."""
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     write_folder(tmp_path / "photos", photos, 4)
-    env = clean_env(PREFECT_API_URL=prefect_server, DATA_DIR=str(tmp_path / "data"), IMGSEARCH_HOME=str(ROOT),
+    env = clean_env(PREFECT_API_URL=prefect_api_url, DATA_DIR=str(tmp_path / "data"), IMGSEARCH_HOME=str(ROOT),
                     SYNC_PATH=str(tmp_path / "photos"), PREFECT_HOME=str(tmp_path / "home"))
     prefect = str(BIN / "prefect")
     for command in ([prefect, "work-pool", "create", "imgsearch", "--type", "process"],
@@ -123,7 +116,7 @@ def test_prefect_yaml_deploys_onto_a_process_work_pool(prefect_server: str, tmp_
     worker = subprocess.Popen([prefect, "worker", "start", "--pool", "imgsearch"], cwd=tmp_path, env=env,
                               stdout=worker_log, stderr=subprocess.STDOUT)
     try:
-        with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        with temporary_settings(updates={PREFECT_API_URL: prefect_api_url}):
             flow_run = run_deployment("sync-folder/sync", timeout=400)
         assert flow_run.state is not None and flow_run.state.is_completed(), (
             flow_run.state, (tmp_path / "worker.log").read_text()[-3000:])
