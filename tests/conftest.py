@@ -252,14 +252,19 @@ def any_milvus(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("milvus_standalone")
 
 
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The folder every test process of an xdist run shares (`basetemp.parent`, which no other
+    pytest run shares); None without xdist (`-n 0`)."""
+    return tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+
+
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A real, temporary Prefect API for the flow runs of the session, shared by its test processes
     (tests/shared_prefect_api.py)."""
     from tests.shared_prefect_api import shared_prefect_api
 
-    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
-    with shared_prefect_api(shared):
+    with shared_prefect_api(shared_folder(tmp_path_factory)):
         yield
 
 
@@ -282,22 +287,21 @@ def prefect_home_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     into DATA_DIR/prefect so that its Prefect server starts in ~6 s, not ~13 s. One for
     the whole run (the first test process that needs it migrates it, under a lock in
     xdist's shared folder): each migration costs ~5 CPU-s."""
-    import fcntl
     import subprocess
     import sys
 
-    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
-    folder = shared or tmp_path_factory.getbasetemp()
+    from tests.shared_prefect_api import locked_record
+
+    folder = shared_folder(tmp_path_factory) or tmp_path_factory.getbasetemp()
     home = folder / "prefect-home-template"
-    with open(folder / "prefect-home-template.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not (folder / "prefect-home-template.done").exists():
+    with locked_record(folder, "prefect-home-template") as migrated:
+        if not migrated.exists():
             home.mkdir(exist_ok=True)
             env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
             env.pop("PREFECT_API_URL", None)
             subprocess.run([str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
                            env=env, check=True, capture_output=True, timeout=300)
-            (folder / "prefect-home-template.done").touch()
+            migrated.write_text("{}")
     return home
 
 

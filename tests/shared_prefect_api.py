@@ -24,12 +24,13 @@ WAIT_FOR_USERS_SECONDS = 3600.0  # the owner's last wait: a worker that hangs st
 
 
 @contextmanager
-def _locked(folder: Path) -> Iterator[Path]:
-    """The shared record, read and written by one process at a time."""
-    with open(folder / "prefect-api.lock", "w") as lock:
+def locked_record(folder: Path, name: str) -> Iterator[Path]:
+    """`folder/NAME.json`, a record shared by the session's test processes, read and written by one
+    process at a time (`folder/NAME.lock`)."""
+    with open(folder / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield folder / "prefect-api.json"
+            yield folder / f"{name}.json"
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -56,7 +57,7 @@ def shared_prefect_api(folder: Path | None, startup_timeout: int = 120) -> Itera
             yield
         return
     me = os.getpid()
-    with _locked(folder) as record:
+    with locked_record(folder, "prefect-api") as record:
         state = _read(record)
         owner = not state or not _alive(int(state["owner"]))  # type: ignore[call-overload]
         if owner:
@@ -75,7 +76,7 @@ def shared_prefect_api(folder: Path | None, startup_timeout: int = 120) -> Itera
             with _reporting_to(str(state["url"])):
                 yield
     finally:
-        with _locked(folder) as record:
+        with locked_record(folder, "prefect-api") as record:
             state = _read(record)
             state["users"] = [pid for pid in state.get("users", []) if pid != me]  # type: ignore[attr-defined]
             record.write_text(json.dumps(state))
@@ -126,7 +127,7 @@ def _wait_for_the_others(folder: Path, me: int) -> None:
     (or gone: a crashed worker does not keep it up)."""
     deadline = time.monotonic() + WAIT_FOR_USERS_SECONDS
     while time.monotonic() < deadline:
-        with _locked(folder) as record:
+        with locked_record(folder, "prefect-api") as record:
             state = _read(record)
             others = [pid for pid in state.get("users", []) if pid != me and _alive(pid)]  # type: ignore[attr-defined]
             if not others:
