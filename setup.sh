@@ -18,8 +18,12 @@ fi
 # cache instead of unpacking every wheel again: tensorflow alone is 600 MB); where uv cannot be
 # installed, pip does the same install. Either way constraints.txt decides every version.
 # --system-certs: the operating system's certificates, as pip uses (a proxy's own CA included).
+# --compile-bytecode: as pip does; without it, where PYTHONDONTWRITEBYTECODE is set (a shell or a
+# container may set it), every process would compile TensorFlow's sources again (5 s a start).
 if .venv/bin/python -m pip install --quiet -c constraints.txt uv; then
-  install() { .venv/bin/python -m uv pip install --quiet --system-certs --python .venv/bin/python "$@"; }
+  install() {
+    .venv/bin/python -m uv pip install --quiet --system-certs --compile-bytecode --python .venv/bin/python "$@"
+  }
 else
   echo "note: uv could not be installed; installing with pip (slower)" >&2
   install() { .venv/bin/python -m pip install --quiet "$@"; }
