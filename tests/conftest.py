@@ -77,22 +77,25 @@ CPU_LOG = os.environ.get("IMGSEARCH_TEST_CPU", "")  # a folder: where each test'
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
     """With IMGSEARCH_TEST_CPU=FOLDER, each test's CPU seconds (its process and every child it
-    waited for: commands, servers stopped) go to FOLDER/<pid>.tsv; `python -m tests.cpu_report
-    FOLDER` sums them by file. Wall time hides where a 2-core suite spends its CPU: a test
+    waited for: commands, servers stopped; and the test process' own part) go to FOLDER/<pid>.tsv;
+    `python -m tests.cpu_report FOLDER` sums them by file. Wall time hides where a 2-core suite spends its CPU: a test
     waiting on a server's start costs wall time and no CPU, a subprocess' imports the reverse."""
     if not CPU_LOG:
         return (yield)
-    before = _cpu_seconds()
+    own_before, children_before = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     try:
         return (yield)
     finally:
+        own = _cpu_seconds(resource.RUSAGE_SELF) - own_before
+        children = _cpu_seconds(resource.RUSAGE_CHILDREN) - children_before
+        Path(CPU_LOG).mkdir(parents=True, exist_ok=True)
         with open(Path(CPU_LOG) / f"{os.getpid()}.tsv", "a") as log:
-            log.write(f"{item.nodeid}\t{_cpu_seconds() - before:.2f}\n")
+            log.write(f"{item.nodeid}\t{own + children:.2f}\t{own:.2f}\n")
 
 
-def _cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cache_dir() -> Path:
