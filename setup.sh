@@ -22,14 +22,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "imgsearch needs Python 3.11 or newer")'
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
 # uv installs the ~200 pinned packages in about 10 s where pip took 50 (it links files out of its
 # cache instead of unpacking every wheel again: tensorflow alone is 600 MB); where uv cannot be
 # installed, pip does the same install. Either way constraints.txt decides every version.
 # --system-certs: the operating system's certificates, as pip uses (a proxy's own CA included).
 # --compile-bytecode: as pip does; without it, where PYTHONDONTWRITEBYTECODE is set (a shell or a
 # container may set it), every process would compile TensorFlow's sources again (5 s a start).
-if .venv/bin/python -m pip install --quiet -c constraints.txt uv; then
+# The venv's own pip installs uv as it is (upgrading pip first cost 1.6 s of every fresh setup), and
+# is upgraded only where it cannot: an old pip may not know the tags of uv's wheels.
+install_uv() { .venv/bin/python -m pip install --quiet -c constraints.txt uv; }
+if install_uv 2>/dev/null || { .venv/bin/python -m pip install --quiet --upgrade pip && install_uv; }; then
   install() {
     .venv/bin/python -m uv pip install --quiet --system-certs --compile-bytecode --python .venv/bin/python "$@"
   }
