@@ -20,6 +20,7 @@ WITH_TESTS=0
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "imgsearch needs Python 3.11 or newer")'
+  echo "creating .venv with $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])') (PYTHON=... chooses another)"
   "$PYTHON" -m venv .venv
 fi
 # uv installs the ~200 pinned packages in about 10 s where pip took 50 (it links files out of its
