@@ -27,10 +27,11 @@ MYSQL_ADMIN_URL = os.environ.get("IMGSEARCH_TEST_MYSQL_URL", "mysql+pymysql://ro
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto` (pyproject.toml): one test process more than the cores, at most 4. On 2 cores, 3
-    processes took a fresh clone's tests from 12:15 to 10:57 (both cores busier: a process waits on
-    commands and servers starting), 4 to 10:48 with more CPU spent (2026-12-05, docs/tests.md)."""
-    return min(4, (os.cpu_count() or 1) + 1)
+    """`-n auto` (pyproject.toml): two test processes a core, at most 4. A test process keeps about
+    half a core busy (it waits on commands and servers starting): on 2 cores, 3 processes took a
+    fresh clone's tests from 12:15 to 10:57, and 4 from 6:54 to 6:31 on a later, faster machine,
+    whose cores 3 had left a fifth idle (2026-12-05, docs/tests.md)."""
+    return min(4, 2 * (os.cpu_count() or 1))
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
