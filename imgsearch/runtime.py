@@ -65,7 +65,7 @@ def configure() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose() else "2")
     # CPython collects its youngest objects every 700 new containers: the imports a command starts
     # with (Prefect, pymilvus, SQLAlchemy; about a million objects, nearly none of them garbage)
-    # then ran 530 collections, 4 of them full, a tenth of their CPU; at 10,000 they run 51 and
+    # then ran 530 collections, 4 of them full, 8% of their CPU; at 10,000 they run 51 and
     # cyclic garbage still goes within thousands of objects (docs/tests.md). A threshold a program
     # set itself is kept.
     if gc.get_threshold()[0] == DEFAULT_GC_THRESHOLD:

@@ -78,9 +78,10 @@ CPU_LOG = os.environ.get("IMGSEARCH_TEST_CPU", "")  # a folder: where each test'
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
     """With IMGSEARCH_TEST_CPU=FOLDER, each test's CPU seconds (its process and every child it
-    waited for: commands, servers stopped; and the test process' own part) go to FOLDER/<pid>.tsv;
-    `python -m tests.cpu_report FOLDER` sums them by file. Wall time hides where a 2-core suite spends its CPU: a test
-    waiting on a server's start costs wall time and no CPU, a subprocess' imports the reverse."""
+    waited for: commands, servers stopped; and the test process' own part) go to
+    FOLDER/<pid>.tsv; `python -m tests.cpu_report FOLDER` sums them by file. Wall time hides where
+    a 2-core suite spends its CPU: a test waiting on a server's start costs wall time and no CPU,
+    a subprocess' imports the reverse."""
     if not CPU_LOG:
         return (yield)
     own_before, children_before = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
