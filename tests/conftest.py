@@ -73,6 +73,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 CPU_LOG = os.environ.get("IMGSEARCH_TEST_CPU", "")  # a folder: where each test's CPU seconds go
+if CPU_LOG:
+    Path(CPU_LOG).mkdir(parents=True, exist_ok=True)  # a missing one failed every test process
 
 
 @pytest.hookimpl(wrapper=True)
@@ -90,7 +92,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     finally:
         own = _cpu_seconds(resource.RUSAGE_SELF) - own_before
         children = _cpu_seconds(resource.RUSAGE_CHILDREN) - children_before
-        Path(CPU_LOG).mkdir(parents=True, exist_ok=True)
         with open(Path(CPU_LOG) / f"{os.getpid()}.tsv", "a") as log:
             log.write(f"{item.nodeid}\t{own + children:.2f}\t{own:.2f}\n")
 
