@@ -5,20 +5,21 @@
 #   ./setup.sh --test   and what the tests need: the test extras and Debian's chromium
 set -euo pipefail
 cd "$(dirname "$0")"
-# The interpreter: $PYTHON where set; else the operating system's own python3 where it is 3.11 or
-# newer; else python3 on PATH. The system's first because distributions build CPython with
-# profile-guided and link-time optimisation, which pyenv's default build (python3 on this machine's
-# PATH) does not have: imgsearch's commands took 0.91 of the CPU on Debian's 3.11 (docs/tests.md).
-if [ -z "${PYTHON:-}" ]; then
-  PYTHON=python3
-  if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-    PYTHON=/usr/bin/python3
-  fi
-fi
 WITH_TESTS=0
 [ "${1:-}" = "--test" ] && WITH_TESTS=1
 
 if [ ! -x .venv/bin/python ]; then
+  # The interpreter: $PYTHON where set; else the operating system's own python3 where it is 3.11 or
+  # newer; else python3 on PATH. The system's first because distributions build CPython with
+  # profile-guided and link-time optimisation, which pyenv's default build (python3 on this
+  # machine's PATH) does not have: imgsearch's commands took 0.91 of the CPU on Debian's 3.11
+  # (docs/tests.md). An existing .venv keeps the interpreter it was made with.
+  if [ -z "${PYTHON:-}" ]; then
+    PYTHON=python3
+    if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      PYTHON=/usr/bin/python3
+    fi
+  fi
   "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "imgsearch needs Python 3.11 or newer")'
   echo "creating .venv with $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])') (PYTHON=... chooses another)"
   "$PYTHON" -m venv .venv
