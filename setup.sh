@@ -8,7 +8,9 @@ cd "$(dirname "$0")"
 WITH_TESTS=0
 [ "${1:-}" = "--test" ] && WITH_TESTS=1
 
-if [ ! -x .venv/bin/python ]; then
+# A .venv whose creation was interrupted (Ctrl-C while venv installs pip) has a python and no pip:
+# it is made again, where it used to fail every later setup with "No module named pip".
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pip' 2>/dev/null; then
   # The interpreter: $PYTHON where set; else the operating system's own python3 where it is 3.11 or
   # newer; else python3 on PATH. The system's first because distributions build CPython with
   # profile-guided and link-time optimisation, which pyenv's default build (python3 on this
@@ -22,7 +24,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
   "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "imgsearch needs Python 3.11 or newer")'
   echo "creating .venv with $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])') (PYTHON=... chooses another)"
-  "$PYTHON" -m venv .venv
+  "$PYTHON" -m venv --clear .venv
 fi
 # uv installs the ~200 pinned packages in about 10 s where pip took 50 (it links files out of its
 # cache instead of unpacking every wheel again: tensorflow alone is 600 MB); where uv cannot be
